@@ -77,5 +77,6 @@ def create(group: str, name: str, config: Mapping[str, Any] | None = None) -> An
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
             for err in exc.errors()
         )
-        raise ConfigurationError(f"plugin `{group}:{name}`: invalid configuration: {fields}") from exc
+        message = f"plugin `{group}:{name}`: invalid configuration: {fields}"
+        raise ConfigurationError(message) from exc
     return factory.create(parsed)

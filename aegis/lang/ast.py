@@ -40,6 +40,7 @@ __all__ = [
     "Rule",
     "StringLit",
     "walk",
+    "walk_children",
 ]
 
 ROOTS = ("principal", "action", "resource", "context", "time")
@@ -49,16 +50,12 @@ Effect: TypeAlias = TypingLiteral["allow", "deny"]
 CompareOp: TypeAlias = TypingLiteral["==", "!=", "<", "<=", ">", ">="]
 
 
-def _span() -> Span:
-    return field(default=UNKNOWN_SPAN, compare=False, repr=False)  # type: ignore[no-any-return]
-
-
 @dataclass(frozen=True, slots=True)
 class StringLit:
     """A string literal, escapes decoded."""
 
     value: str
-    span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +63,7 @@ class NumberLit:
     """A number literal, exact (``1`` and ``1.0`` are different spellings of one value)."""
 
     value: Decimal
-    span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +71,7 @@ class BoolLit:
     """``true`` or ``false``."""
 
     value: bool
-    span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
 
 
 Literal: TypeAlias = StringLit | NumberLit | BoolLit
@@ -89,7 +86,7 @@ class Path:
 
     root: str
     keys: tuple[str, ...] = ()
-    span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
     key_spans: tuple[Span, ...] = field(default=(), compare=False, repr=False)
 
     def prefix_span(self, length: int) -> Span:
@@ -108,7 +105,7 @@ class ListLit:
     """A list of literals; appears only on the right of ``in`` / ``not in``."""
 
     items: tuple[Literal, ...]
-    span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +114,7 @@ class RangeLit:
 
     low: NumberLit
     high: NumberLit
-    span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +124,7 @@ class Compare:
     op: CompareOp
     left: Expr
     right: Expr
-    span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +134,7 @@ class Membership:
     item: Expr
     container: ListLit | RangeLit | Path
     negated: bool = False
-    span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +143,7 @@ class Like:
 
     subject: Expr
     pattern: StringLit
-    span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +151,7 @@ class Has:
     """``has path``: the path exists (its value may be null); never errors."""
 
     path: Path
-    span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +159,7 @@ class Not:
     """``not operand``."""
 
     operand: Expr
-    span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +167,7 @@ class And:
     """``a and b and …``: one chain as written (two or more operands); parentheses nest."""
 
     operands: tuple[Expr, ...]
-    span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +175,7 @@ class Or:
     """``a or b or …``: one chain as written (two or more operands); parentheses nest."""
 
     operands: tuple[Expr, ...]
-    span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
 
 
 Expr: TypeAlias = (
@@ -193,7 +190,7 @@ class Annotation:
 
     name: str
     value: str
-    span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +204,7 @@ class Rule:
         reason: the ``reason`` text, if any.
         annotations: ``@name("value")`` metadata in source order.
         timezone: the IANA zone of the rule's file (``"UTC"`` when the file has none).
-        span: the whole rule; ``name_span`` the name literal.
+        span: the whole rule; ``name_span`` the name literal; ``reason_span`` the reason item.
     """
 
     effect: Effect
@@ -216,8 +213,9 @@ class Rule:
     reason: str | None = None
     annotations: tuple[Annotation, ...] = ()
     timezone: str = "UTC"
-    span: Span = _span()
-    name_span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
+    name_span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
+    reason_span: Span | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,13 +226,34 @@ class PolicyFile:
         name: the file name as given to the parser (used in every span).
         timezone: the ``timezone`` directive's zone, or ``None`` when the file has none.
         rules: the rules in source order; each carries the file's effective zone.
+        comments: every ``#`` comment with its span, so the formatter can keep them.
     """
 
     name: str
     timezone: str | None
     rules: tuple[Rule, ...]
-    span: Span = _span()
+    span: Span = field(default=UNKNOWN_SPAN, compare=False, repr=False)
     timezone_span: Span | None = field(default=None, compare=False, repr=False)
+    comments: tuple[tuple[Span, str], ...] = field(default=(), compare=False, repr=False)
+
+
+def walk_children(node: Expr) -> tuple[Expr, ...]:
+    """The direct sub-expressions of ``node`` (lists and ranges are not expressions)."""
+    match node:
+        case Compare(left=left, right=right):
+            return (left, right)
+        case Membership(item=item, container=container):
+            return (item, container) if isinstance(container, Path) else (item,)
+        case Like(subject=subject):
+            return (subject,)
+        case Has(path=path):
+            return (path,)
+        case Not(operand=operand):
+            return (operand,)
+        case And(operands=ops) | Or(operands=ops):
+            return ops
+        case _:
+            return ()
 
 
 def walk(expr: Expr) -> list[Expr]:
@@ -244,21 +263,5 @@ def walk(expr: Expr) -> list[Expr]:
     while stack:
         node = stack.pop()
         out.append(node)
-        match node:
-            case Compare(left=left, right=right):
-                stack.extend((right, left))
-            case Membership(item=item, container=container):
-                if isinstance(container, Path):
-                    stack.append(container)
-                stack.append(item)
-            case Like(subject=subject):
-                stack.append(subject)
-            case Has(path=path):
-                stack.append(path)
-            case Not(operand=operand):
-                stack.append(operand)
-            case And(operands=ops) | Or(operands=ops):
-                stack.extend(reversed(ops))
-            case _:
-                pass
+        stack.extend(reversed(walk_children(node)))
     return out
