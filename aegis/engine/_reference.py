@@ -21,8 +21,6 @@ from aegis.engine._values import (
     JsonValue,
     Missing,
     Result,
-    describe_literal,
-    describe_path,
     glob_match,
     json_compare,
     json_equal,
@@ -30,8 +28,9 @@ from aegis.engine._values import (
 )
 from aegis.engine.request import Request
 from aegis.lang import ast
+from aegis.lang.formatter import format_expr
 
-__all__ = ["describe_expr", "evaluate_expr", "evaluate_rule"]
+__all__ = ["evaluate_expr", "evaluate_rule"]
 
 
 def evaluate_rule(rule: ast.Rule, request: Request) -> RuleResult:
@@ -64,7 +63,7 @@ def evaluate_expr(expr: ast.Expr, request: Request, zone: str) -> Result:
                 return text
             if not isinstance(text, str):
                 return EvalError.of(
-                    f"`{describe_expr(subject)}` is {_a(kind_of(text))}, not a string, "
+                    f"`{format_expr(subject)}` is {_a(kind_of(text))}, not a string, "
                     "so `like` cannot match it"
                 )
             return glob_match(text, pattern.value)
@@ -121,7 +120,7 @@ def _a(kind: str) -> str:
 def _as_value(result: Result, expr: ast.Expr) -> JsonValue | EvalError:
     """A value an operator can use: ``MISSING`` becomes an error naming the path."""
     if isinstance(result, Missing):
-        return EvalError.of(f"`{describe_expr(expr)}` is missing")
+        return EvalError.of(f"`{format_expr(expr)}` is missing")
     return result
 
 
@@ -130,7 +129,7 @@ def _as_bool(result: Result, expr: ast.Expr) -> bool | EvalError:
     value = _as_value(result, expr)
     if isinstance(value, EvalError | bool):
         return value
-    return EvalError.of(f"`{describe_expr(expr)}` is {_a(kind_of(value))}, not a boolean")
+    return EvalError.of(f"`{format_expr(expr)}` is {_a(kind_of(value))}, not a boolean")
 
 
 def _and(values: list[bool | EvalError]) -> bool | EvalError:
@@ -170,7 +169,7 @@ def _compare(
     if order is None:
         return EvalError.of(
             f"cannot order {_a(kind_of(lhs))} and {_a(kind_of(rhs))} "
-            f"in `{describe_expr(ast.Compare(op, left, right))}`"  # type: ignore[arg-type]
+            f"in `{format_expr(ast.Compare(op, left, right))}`"  # type: ignore[arg-type]
         )
     match op:
         case "<":
@@ -202,7 +201,7 @@ def _membership(
                 return value
             if not isinstance(value, Decimal):
                 return EvalError.of(
-                    f"`{describe_expr(item)}` is {_a(kind_of(value))}, not a number, "
+                    f"`{format_expr(item)}` is {_a(kind_of(value))}, not a number, "
                     "so it cannot be in a range"
                 )
             return low.value <= value <= high.value
@@ -214,7 +213,7 @@ def _membership(
             ):
                 errors.append(
                     EvalError.of(
-                        f"`{describe_expr(container)}` is {_a(kind_of(collection))}, "
+                        f"`{format_expr(container)}` is {_a(kind_of(collection))}, "
                         "not a list or an object"
                     )
                 )
@@ -227,58 +226,3 @@ def _membership(
             # An object: `x` is one of its keys; a non-string `x` is simply not a key.
             return isinstance(value, str) and value in collection
     raise TypeError(f"not a set: {container!r}")  # pragma: no cover - exhaustive above
-
-
-# --------------------------------------------------------------------------- messages
-
-_PRECEDENCE = {"or": 1, "and": 2, "not": 3, "cmp": 4, "atom": 5}
-
-
-def _level(expr: ast.Expr) -> int:
-    match expr:
-        case ast.Or():
-            return _PRECEDENCE["or"]
-        case ast.And():
-            return _PRECEDENCE["and"]
-        case ast.Not() | ast.Has():
-            return _PRECEDENCE["not"]
-        case ast.Compare() | ast.Membership() | ast.Like():
-            return _PRECEDENCE["cmp"]
-    return _PRECEDENCE["atom"]
-
-
-def _wrap(expr: ast.Expr, at_least: int) -> str:
-    text = describe_expr(expr)
-    return f"({text})" if _level(expr) < at_least else text
-
-
-def describe_expr(expr: ast.Expr) -> str:
-    """An expression as source text, for error messages (``resource.replicas > 10``)."""
-    match expr:
-        case ast.StringLit(value=value) | ast.NumberLit(value=value) | ast.BoolLit(value=value):
-            return describe_literal(value)
-        case ast.Path(root=root, keys=keys):
-            return describe_path(root, keys)
-        case ast.Compare(op=op, left=left, right=right):
-            return f"{_wrap(left, 5)} {op} {_wrap(right, 5)}"
-        case ast.Membership(item=item, container=container, negated=negated):
-            keyword = "not in" if negated else "in"
-            match container:
-                case ast.ListLit(items=items):
-                    text = "[" + ", ".join(describe_literal(i.value) for i in items) + "]"
-                case ast.RangeLit(low=low, high=high):
-                    text = f"{describe_literal(low.value)}..{describe_literal(high.value)}"
-                case _:
-                    text = describe_expr(container)
-            return f"{_wrap(item, 5)} {keyword} {text}"
-        case ast.Like(subject=subject, pattern=pattern):
-            return f"{_wrap(subject, 5)} like {describe_literal(pattern.value)}"
-        case ast.Has(path=path):
-            return f"has {describe_expr(path)}"
-        case ast.Not(operand=operand):
-            return f"not {_wrap(operand, 3)}"
-        case ast.And(operands=operands):
-            return " and ".join(_wrap(o, 3) for o in operands)
-        case ast.Or(operands=operands):
-            return " or ".join(_wrap(o, 2) for o in operands)
-    raise TypeError(f"not an expression: {expr!r}")  # pragma: no cover - exhaustive above

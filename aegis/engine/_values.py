@@ -35,13 +35,14 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Final, TypeAlias
 
+from aegis.lang.formatter import format_string
+
 __all__ = [
     "MISSING",
     "EvalError",
     "JsonValue",
     "Missing",
     "Result",
-    "describe_path",
     "glob_match",
     "json_compare",
     "json_equal",
@@ -136,7 +137,7 @@ def _child(where: str, key: str | int) -> str:
         return f"{where}[{key}]"
     if _IDENT.fullmatch(key):
         return f"{where}.{key}"
-    return f"{where}[{_quote(key)}]"
+    return f"{where}[{format_string(key)}]"
 
 
 def normalize(value: object, where: str = "value") -> JsonValue:
@@ -335,26 +336,6 @@ def glob_match(subject: str, pattern: str) -> bool:
 _IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _quote(text: str) -> str:
-    """A string as the policy language spells it (escapes of §2)."""
-    out = ['"']
-    for char in text:
-        if char == '"':
-            out.append('\\"')
-        elif char == "\\":
-            out.append("\\\\")
-        elif char == "\n":
-            out.append("\\n")
-        elif char == "\t":
-            out.append("\\t")
-        elif not char.isprintable() and char != " ":
-            out.append(_escape_code_point(ord(char)))
-        else:
-            out.append(char)
-    out.append('"')
-    return "".join(out)
-
-
 def _escape_code_point(code: int) -> str:
     if code <= 0xFFFF:
         return f"\\u{code:04x}"
@@ -369,25 +350,3 @@ def show(text: str, limit: int = 80) -> str:
     return "".join(
         char if char.isprintable() or char == " " else _escape_code_point(ord(char)) for char in cut
     )
-
-
-def describe_path(root: str, keys: tuple[str, ...]) -> str:
-    """A path as the policy language spells it: ``resource.labels["app.kubernetes.io/name"]``."""
-    out = [root]
-    for key in keys:
-        out.append(f".{key}" if _IDENT.fullmatch(key) else f"[{_quote(key)}]")
-    return "".join(out)
-
-
-def describe_literal(value: str | Decimal | bool) -> str:
-    """A literal as the policy language spells it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Decimal):
-        return _format_decimal(value)
-    return _quote(value)
-
-
-def _format_decimal(value: Decimal) -> str:
-    text = format(value, "f")
-    return "0" if text in {"-0", "+0"} else text

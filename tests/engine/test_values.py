@@ -16,7 +16,6 @@ from aegis.engine._values import (
     MISSING,
     EvalError,
     NormalizeError,
-    describe_path,
     glob_match,
     json_compare,
     json_equal,
@@ -298,14 +297,6 @@ def test_eval_errors_combine_order_independently() -> None:
 def test_missing_is_a_singleton_with_a_plain_repr() -> None:
     assert repr(MISSING) == "MISSING"
     assert MISSING is not None
-
-
-def test_describe_path_uses_brackets_for_keys_that_are_not_identifiers() -> None:
-    assert describe_path("resource", ("labels", "app.kubernetes.io/name")) == (
-        'resource.labels["app.kubernetes.io/name"]'
-    )
-    assert describe_path("context", ("time",)) == "context.time"
-    assert describe_path("resource", ('a"b\\',)) == 'resource["a\\"b\\\\"]'
 
 
 def test_nan_is_never_a_number_value() -> None:
