@@ -1,0 +1,548 @@
+"""SQL audit sink (SQLAlchemy 2 Core) for SQLite and PostgreSQL.
+
+Layout: one table, :data:`audit_records`, holding every chain. ``(chain, seq)`` is the
+primary key (gapless per chain), ``body`` is the exact canonical JSON that was hashed
+(the record without ``hash``), and the other columns repeat parts of it for queries; the
+verifier checks that they agree with the body. Writers are serialised per chain
+(PostgreSQL ``pg_advisory_xact_lock``; SQLite ``BEGIN IMMEDIATE``), and triggers refuse
+UPDATE, DELETE and TRUNCATE (AUD-1). The DDL is exported (:data:`metadata`,
+:func:`schema_ddl`, :func:`app_role_grants`) so the server's Alembic migrations can reuse it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from aegis.engine.audit._batching import BatchingSink, Mode
+from aegis.engine.audit._chain import ChainHead, Entry, VerifyResult, seal, verify
+from aegis.engine.audit._files import HeadAnchor
+from aegis.engine.audit._record import AuditRecordV1, check_chain_name, group_by_chain
+from aegis.engine.errors import AuditError
+from aegis.errors import MissingDependencyError
+
+try:
+    import sqlalchemy as sa
+    from sqlalchemy import event
+except ImportError as _exc:  # pragma: no cover - the server/postgres extras install it
+    raise MissingDependencyError("sqlalchemy", "server") from _exc
+
+__all__ = [
+    "TABLE_NAME",
+    "SqlAuditSink",
+    "SqlSinkConfig",
+    "app_role_grants",
+    "audit_records",
+    "factory",
+    "metadata",
+    "schema_ddl",
+    "verify_database",
+]
+
+TABLE_NAME = "aegis_audit_records"
+_TRIGGER_FN = "aegis_audit_refuse_change"
+_SCHEMA_LOCK = 0x0AE915A0D17  # advisory lock key serialising create_schema() on PostgreSQL
+
+metadata = sa.MetaData()
+"""Holds :data:`audit_records`; reuse it from Alembic (``target_metadata``)."""
+
+audit_records = sa.Table(
+    TABLE_NAME,
+    metadata,
+    sa.Column("chain", sa.String(128), nullable=False),
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        nullable=False,
+        autoincrement=False,
+    ),
+    sa.Column("id", sa.String(64), nullable=False),
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("policy_version", sa.String(128), nullable=True),
+    sa.Column("decision", sa.String(16), nullable=True),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint("chain", "seq", name=f"pk_{TABLE_NAME}"),
+    sa.UniqueConstraint("id", name=f"uq_{TABLE_NAME}_id"),
+    sa.Index(f"ix_{TABLE_NAME}_time", "time"),
+)
+"""The audit table: one row per record, every chain."""
+
+_ROLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def schema_ddl(dialect: str) -> list[str]:
+    """Statements that make :data:`audit_records` append-only (run after creating it).
+
+    Idempotent. PostgreSQL (14+): a row trigger refusing UPDATE and DELETE and a statement
+    trigger refusing TRUNCATE (which skips DELETE triggers). SQLite: BEFORE UPDATE and
+    BEFORE DELETE triggers with ``RAISE(ABORT)`` (SQLite has no TRUNCATE statement; its
+    truncate optimisation is disabled by the DELETE trigger).
+
+    Args:
+        dialect: ``"postgresql"`` or ``"sqlite"``.
+
+    Raises:
+        AuditError: another dialect.
+    """
+    if dialect == "postgresql":
+        return [
+            f"CREATE OR REPLACE FUNCTION {_TRIGGER_FN}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+            "BEGIN\n"
+            "  RAISE EXCEPTION 'aegis audit records are append-only (% refused)', TG_OP\n"
+            "    USING ERRCODE = 'insufficient_privilege';\n"
+            "END\n"
+            "$$",
+            f"CREATE OR REPLACE TRIGGER aegis_audit_no_update_delete BEFORE UPDATE OR DELETE "
+            f"ON {TABLE_NAME} FOR EACH ROW EXECUTE FUNCTION {_TRIGGER_FN}()",
+            f"CREATE OR REPLACE TRIGGER aegis_audit_no_truncate BEFORE TRUNCATE "
+            f"ON {TABLE_NAME} FOR EACH STATEMENT EXECUTE FUNCTION {_TRIGGER_FN}()",
+        ]
+    if dialect == "sqlite":
+        return [
+            f"CREATE TRIGGER IF NOT EXISTS aegis_audit_no_update BEFORE UPDATE ON {TABLE_NAME} "
+            "BEGIN SELECT RAISE(ABORT, 'aegis audit records are append-only (UPDATE refused)'); "
+            "END",
+            f"CREATE TRIGGER IF NOT EXISTS aegis_audit_no_delete BEFORE DELETE ON {TABLE_NAME} "
+            "BEGIN SELECT RAISE(ABORT, 'aegis audit records are append-only (DELETE refused)'); "
+            "END",
+        ]
+    raise AuditError(f"audit tables are not supported on `{dialect}`")
+
+
+_TRIGGERS = {
+    "postgresql": {"aegis_audit_no_update_delete", "aegis_audit_no_truncate"},
+    "sqlite": {"aegis_audit_no_update", "aegis_audit_no_delete"},
+}
+
+
+def app_role_grants(role: str) -> list[str]:
+    """PostgreSQL statements leaving ``role`` (the application's) only SELECT and INSERT.
+
+    Run them as the table owner (the migration role). The owner can still disable
+    triggers, so the application must never connect as the owner (AUD-1).
+
+    Raises:
+        AuditError: ``role`` is not a plain SQL identifier.
+    """
+    if not _ROLE.match(role):
+        raise AuditError(f"invalid role name `{role}`")
+    return [
+        f"REVOKE ALL ON TABLE {TABLE_NAME} FROM PUBLIC",
+        f'REVOKE ALL ON TABLE {TABLE_NAME} FROM "{role}"',
+        f'GRANT SELECT, INSERT ON TABLE {TABLE_NAME} TO "{role}"',
+    ]
+
+
+def _lock_key(chain: str) -> int:
+    return int.from_bytes(
+        hashlib.sha256(b"aegis-audit:" + chain.encode()).digest()[:8], "big", signed=True
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _safe_url(url: sa.URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def make_engine(
+    url: str | sa.URL, *, sqlite_synchronous: str = "FULL", busy_timeout: float = 30.0
+) -> sa.Engine:
+    """An engine configured for the audit table (SQLite: WAL, ``BEGIN IMMEDIATE`` writes).
+
+    Raises:
+        AuditError: the URL is malformed, or names another database than SQLite/PostgreSQL.
+    """
+    try:
+        u = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise AuditError(f"invalid audit database URL `{url}`") from exc
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        if sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise AuditError(f"invalid SQLite synchronous setting `{sqlite_synchronous}`")
+        try:
+            engine = sa.create_engine(u, connect_args={"timeout": busy_timeout})
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise AuditError(f"cannot use audit database `{_safe_url(u)}`: {exc}") from exc
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute(f"PRAGMA synchronous={sqlite_synchronous.upper()}")
+            finally:
+                cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            read = conn.get_execution_options().get("aegis_audit_read", False)
+            conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+
+        return engine
+    if backend == "postgresql":
+        try:
+            return sa.create_engine(
+                u,
+                pool_pre_ping=True,
+                pool_size=2,
+                max_overflow=4,
+                connect_args={"connect_timeout": 5},
+            )
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise AuditError(f"cannot use audit database `{_safe_url(u)}`: {exc}") from exc
+    raise AuditError(f"audit database `{backend}` is not supported (use sqlite or postgresql)")
+
+
+def _default_spill(url: sa.URL) -> Path:
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(f"{url.database}.audit-spill.jsonl")
+    base = Path(os.environ.get("AEGIS_AUDIT_SPILL_DIR") or Path.home() / ".local/state/aegis")
+    digest = hashlib.sha256(_safe_url(url).encode()).hexdigest()[:16]
+    return base / f"audit-spill-{digest}.jsonl"
+
+
+def _naive_utc(value: datetime) -> datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _row_for(rec: AuditRecordV1) -> dict[str, Any]:
+    assert rec.seq is not None
+    if len(rec.kind) > 64 or len(rec.id) > 64 or len(rec.policy_version or "") > 128:
+        raise AuditError("audit record `kind`, `id` or `policy_version` is too long")
+    try:
+        moment = datetime.fromisoformat(rec.time)
+    except ValueError as exc:
+        raise AuditError(f"audit record time `{rec.time}` is not ISO-8601") from exc
+    if moment.tzinfo is None:
+        raise AuditError(f"audit record time `{rec.time}` has no UTC offset")
+    return {
+        "chain": rec.chain,
+        "seq": rec.seq,
+        "id": rec.id,
+        "time": moment,
+        "kind": rec.kind,
+        "policy_version": rec.policy_version,
+        "decision": rec.decision if rec.decision is None else rec.decision[:16],
+        "prev_hash": rec.prev_hash,
+        "hash": rec.hash,
+        "body": rec.body_json(),
+    }
+
+
+def _entry(row: Any) -> Entry:
+    where = f"row chain={row.chain!r} seq={row.seq}"
+    try:
+        rec = replace(AuditRecordV1.from_json(row.body), hash=row.hash)
+    except AuditError as exc:
+        return Entry(None, f"{where}: body is not a record ({exc})", where)
+    for name in ("chain", "id", "kind", "policy_version", "decision", "prev_hash"):
+        if getattr(rec, name) != getattr(row, name):
+            return Entry(rec, f"{where}: column `{name}` disagrees with the hashed record", where)
+    try:
+        same_time = _naive_utc(datetime.fromisoformat(rec.time)) == _naive_utc(row.time)
+    except (TypeError, ValueError):
+        same_time = False
+    if not same_time:
+        return Entry(rec, f"{where}: column `time` disagrees with the hashed record", where)
+    return Entry(rec, None, where)
+
+
+class SqlAuditSink(BatchingSink):
+    """Audit sink on a SQLite file or a PostgreSQL database (SQLAlchemy 2 Core).
+
+    Each ``append`` batch is one transaction: for each chain in the batch (sorted by name),
+    take the chain's writer lock, read its head, seal the records after it and insert them.
+    With group commit (``sync`` mode) concurrent callers share that transaction.
+
+    Args:
+        url: SQLAlchemy URL (``sqlite:///audit.db``, ``postgresql+psycopg://...``).
+        mode: ``"sync"`` (default) or ``"async"``.
+        create_schema: create the table and triggers if missing (default ``True``); with
+            ``False`` (an app role without DDL rights) the schema must already exist.
+        spill_path: async spill file; default ``<sqlite file>.audit-spill.jsonl``, or
+            ``$AEGIS_AUDIT_SPILL_DIR`` (default ``~/.local/state/aegis``) for PostgreSQL.
+        sqlite_synchronous: SQLite ``PRAGMA synchronous`` (``FULL`` default: durable on
+            power loss; ``NORMAL`` in WAL mode survives process crashes only).
+        **options: see :class:`aegis.engine.audit._batching.BatchingSink`.
+
+    Raises:
+        AuditError: bad URL, unsupported database, or the schema cannot be created/checked.
+
+    Usage::
+
+        sink = SqlAuditSink("sqlite:///audit.db")
+        sink.append([decision_record(decision, request)])
+        sink.close()
+    """
+
+    def __init__(
+        self,
+        url: str | sa.URL,
+        *,
+        mode: Mode = "sync",
+        create_schema: bool = True,
+        spill_path: str | os.PathLike[str] | None = None,
+        sqlite_synchronous: str = "FULL",
+        **options: Any,
+    ) -> None:
+        self._engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
+        self.url = self._engine.url
+        self.dialect = self._engine.dialect.name
+        if mode == "async" and spill_path is None:
+            spill_path = _default_spill(self.url)
+        try:
+            super().__init__(
+                mode=mode, spill_path=None if spill_path is None else Path(spill_path), **options
+            )
+            if create_schema:
+                self.create_schema()
+            self._start()
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def create_schema(self) -> None:
+        """Create the table and the append-only triggers if missing (idempotent).
+
+        A role that may not run DDL can call it when the schema exists: nothing is created
+        then, but missing triggers are an error.
+
+        Raises:
+            AuditError: the database fails, or the triggers are missing and cannot be made.
+        """
+        try:
+            with self._engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+                if sa.inspect(conn).has_table(TABLE_NAME) and self._has_triggers(conn):
+                    return
+                metadata.create_all(conn, checkfirst=True)
+                for stmt in schema_ddl(self.dialect):
+                    conn.execute(sa.text(stmt))
+        except sa.exc.SQLAlchemyError as exc:
+            raise AuditError(
+                f"cannot create the audit schema in `{_safe_url(self.url)}`: {_describe(exc)}"
+            ) from exc
+
+    def _has_triggers(self, conn: sa.Connection) -> bool:
+        if self.dialect == "postgresql":
+            query = sa.text(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = CAST(:t AS regclass) "
+                "AND NOT tgisinternal AND tgenabled <> 'D'"
+            )
+            names = {r[0] for r in conn.execute(query, {"t": TABLE_NAME})}
+        else:
+            query = sa.text(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"
+            )
+            names = {r[0] for r in conn.execute(query, {"t": TABLE_NAME})}
+        return _TRIGGERS[self.dialect] <= names
+
+    def grant_app_role(self, role: str) -> None:
+        """PostgreSQL: leave ``role`` only SELECT and INSERT on the table (run as its owner).
+
+        Raises:
+            AuditError: not PostgreSQL, a bad role name, or the database refuses.
+        """
+        if self.dialect != "postgresql":
+            raise AuditError("role grants apply to PostgreSQL only")
+        try:
+            with self._engine.begin() as conn:
+                for stmt in app_role_grants(role):
+                    conn.execute(sa.text(stmt))
+        except sa.exc.SQLAlchemyError as exc:
+            raise AuditError(f"cannot grant audit rights to `{role}`: {_describe(exc)}") from exc
+
+    # -- writing --------------------------------------------------------------------------
+
+    @staticmethod
+    def _head_query(chain: str) -> sa.Select[Any]:
+        t = audit_records
+        return (
+            sa.select(t.c.seq, t.c.hash).where(t.c.chain == chain).order_by(t.c.seq.desc()).limit(1)
+        )
+
+    def _write(self, records: Sequence[AuditRecordV1]) -> list[AuditRecordV1]:
+        out: list[AuditRecordV1 | None] = [None] * len(records)
+        groups = group_by_chain(records)
+        try:
+            with self._engine.begin() as conn:
+                rows: list[dict[str, Any]] = []
+                for chain in sorted(groups):
+                    check_chain_name(chain)
+                    if self.dialect == "postgresql":
+                        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(chain))))
+                    last = conn.execute(self._head_query(chain)).first()
+                    head = ChainHead(int(last[0]), str(last[1])) if last else ChainHead()
+                    idx = groups[chain]
+                    sealed, _ = seal([records[i] for i in idx], head)
+                    for i, rec in zip(idx, sealed, strict=True):
+                        out[i] = rec
+                        rows.append(_row_for(rec))
+                conn.execute(sa.insert(audit_records), rows)
+        except sa.exc.SQLAlchemyError as exc:
+            raise AuditError(
+                f"audit write to `{_safe_url(self.url)}` failed: {_describe(exc)}"
+            ) from exc
+        return [r for r in out if r is not None]
+
+    def _stored_ids(self, records: Sequence[AuditRecordV1]) -> set[str]:
+        ids = [r.id for r in records]
+        found: set[str] = set()
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(aegis_audit_read=True)
+                for start in range(0, len(ids), 500):
+                    part = ids[start : start + 500]
+                    q = sa.select(audit_records.c.id).where(audit_records.c.id.in_(part))
+                    found.update(r[0] for r in conn.execute(q))
+        except sa.exc.SQLAlchemyError as exc:
+            raise AuditError(f"audit read failed: {_describe(exc)}") from exc
+        return found
+
+    def _close_backend(self) -> None:
+        self._engine.dispose()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def head(self, chain: str) -> ChainHead:
+        """The last record's seq and hash in ``chain`` (``ChainHead()`` when empty).
+
+        Raises:
+            AuditError: the database fails.
+        """
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(aegis_audit_read=True)
+                last = conn.execute(self._head_query(chain)).first()
+        except sa.exc.SQLAlchemyError as exc:
+            raise AuditError(f"audit read failed: {_describe(exc)}") from exc
+        return ChainHead(int(last[0]), str(last[1])) if last else ChainHead()
+
+    def records(self, chain: str) -> list[AuditRecordV1]:
+        """Every record of ``chain`` in seq order, parsed from the hashed bodies.
+
+        Raises:
+            AuditError: the database fails or a body does not parse.
+        """
+        with _reader(self._engine) as conn:
+            return [e.record for e in _chain_entries(conn, chain) if e.record is not None]
+
+    def verify(self, anchors: Mapping[str, ChainHead] | None = None) -> dict[str, VerifyResult]:
+        """Verify every chain in the database (see :func:`verify_database`)."""
+        return _verify_engine(self._engine, anchors)
+
+
+@contextlib.contextmanager
+def _reader(engine: sa.Engine) -> Iterator[sa.Connection]:
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(aegis_audit_read=True)
+            yield conn
+    except sa.exc.SQLAlchemyError as exc:
+        raise AuditError(
+            f"cannot read audit database `{_safe_url(engine.url)}`: {_describe(exc)}"
+        ) from exc
+
+
+def _chain_entries(conn: sa.Connection, chain: str) -> Iterator[Entry]:
+    t = audit_records
+    query = sa.select(t).where(t.c.chain == chain).order_by(t.c.seq)
+    result = conn.execution_options(yield_per=1000).execute(query)
+    for row in result:
+        yield _entry(row)
+
+
+def _verify_engine(
+    engine: sa.Engine, anchors: Mapping[str, ChainHead] | None
+) -> dict[str, VerifyResult]:
+    results: dict[str, VerifyResult] = {}
+    with _reader(engine) as conn:
+        if not sa.inspect(conn).has_table(TABLE_NAME):
+            raise AuditError(
+                f"database `{_safe_url(engine.url)}` has no audit table `{TABLE_NAME}`"
+            )
+        t = audit_records
+        chains = [r[0] for r in conn.execute(sa.select(t.c.chain).distinct().order_by(t.c.chain))]
+        for chain in sorted(set(chains) | set(anchors or {})):
+            anchor = (anchors or {}).get(chain)
+            results[chain] = verify(_chain_entries(conn, chain), chain=chain, anchor=anchor)
+    return results
+
+
+def verify_database(
+    url: str | sa.URL, *, anchors: Mapping[str, ChainHead] | None = None
+) -> dict[str, VerifyResult]:
+    """Verify every audit chain kept in a database.
+
+    Args:
+        url: SQLAlchemy URL of the database.
+        anchors: heads published to an independent anchor, by chain; an anchored chain
+            missing from the database is reported as truncated.
+
+    Returns:
+        One :class:`VerifyResult` per chain, by chain name.
+
+    Raises:
+        AuditError: bad URL, unreachable database, or no audit table.
+    """
+    engine = make_engine(url)
+    try:
+        return _verify_engine(engine, anchors)
+    finally:
+        engine.dispose()
+
+
+class SqlSinkConfig(BaseModel):
+    """Configuration of the ``sql`` entry point."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str
+    mode: Mode = "sync"
+    create_schema: bool = True
+    spill_path: Path | None = None
+    sqlite_synchronous: str = "FULL"
+    anchor_path: Path | None = None
+    anchor_interval: float = 60.0
+
+
+class _Factory:
+    config_model = SqlSinkConfig
+
+    def create(self, config: SqlSinkConfig) -> SqlAuditSink:
+        return SqlAuditSink(
+            config.url,
+            mode=config.mode,
+            create_schema=config.create_schema,
+            spill_path=config.spill_path,
+            sqlite_synchronous=config.sqlite_synchronous,
+            anchor=HeadAnchor(config.anchor_path) if config.anchor_path else None,
+            anchor_interval=config.anchor_interval,
+        )
+
+
+factory = _Factory()
+"""Entry point ``aegis.audit_sinks:sql``."""
