@@ -1,1 +1,71 @@
-"""aegis.detectors."""
+"""Detectors: anomaly detection and failure classification on infrastructure metrics.
+
+The light names (:class:`Finding`, :class:`Severity`, :class:`Detector`, errors) are imported
+eagerly. Everything that needs numpy, pandas or scikit-learn is imported on first attribute
+access (PEP 562), so ``import aegis`` and ``import aegis.detectors`` never load scikit-learn.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from aegis.detectors.base import (
+    ACTION_KINDS,
+    DEFAULT_ACTIONS,
+    FAILURE_TYPES,
+    ActionMapping,
+    Detector,
+    Finding,
+    MetricContribution,
+    RecommendedAction,
+    Severity,
+)
+from aegis.detectors.errors import (
+    DetectorError,
+    InvalidDataError,
+    MetricSourceError,
+    ModelIntegrityError,
+    NotFittedError,
+)
+
+if TYPE_CHECKING:
+    from aegis.detectors.anomaly import AnomalyDetector
+    from aegis.detectors.features import CausalFeatures
+
+__all__ = [
+    "ACTION_KINDS",
+    "DEFAULT_ACTIONS",
+    "FAILURE_TYPES",
+    "ActionMapping",
+    "AnomalyDetector",
+    "CausalFeatures",
+    "Detector",
+    "DetectorError",
+    "Finding",
+    "InvalidDataError",
+    "MetricContribution",
+    "MetricSourceError",
+    "ModelIntegrityError",
+    "NotFittedError",
+    "RecommendedAction",
+    "Severity",
+]
+
+_LAZY: dict[str, str] = {
+    "AnomalyDetector": "aegis.detectors.anomaly",
+    "CausalFeatures": "aegis.detectors.features",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aegis.detectors' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

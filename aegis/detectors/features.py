@@ -1,0 +1,194 @@
+"""Causal sliding-window features per metric, with names kept for explanations.
+
+For every metric (column) ``m`` of a time-ordered matrix, and a trailing window of ``w`` rows,
+:func:`window_features` computes five features; row ``t`` uses rows ``≤ t`` only:
+
+========== ================================================================================
+name       definition at row ``t``
+========== ================================================================================
+``value``  the value itself, ``x[t]``
+``diff``   the first difference, ``x[t] - x[t-1]`` (0 on the first row)
+``dev``    deviation from the trailing mean, ``x[t] - mean(x[t-w .. t-1])`` (0 on the first row)
+``spread`` trailing standard deviation, ``std(x[t-w+1 .. t])`` (0 until two rows are seen)
+``slope``  average change per row over the window, ``(x[t] - x[t-w+1]) / (w-1)``, using the
+           oldest row available while the window fills
+========== ================================================================================
+
+Feature names are ``"<metric>:<feature>"`` (``"cpu_r:diff"``), in metric-major order.
+
+:class:`CausalFeatures` is the scikit-learn transformer built on it: ``fit`` learns the training
+baseline (per metric medians used to impute, per feature centre and scale) and ``transform``
+returns every feature as a z-score against that baseline, clipped to ``±clip``. The centre is
+the training median (robust to the anomalies an unlabelled history contains); the scale is the
+training standard deviation with a floor, which measured better than the MAD on server metrics
+whose normal values are mostly constant with rare spikes (the MAD is then 0 and every spike
+would look infinite). Clipping bounds the influence of any one feature on the models after it.
+
+Missing values are carried forward within the input (causal), and a metric missing from the
+start is imputed with its training median, so a metric that dies (all-NaN or frozen from some
+point on) yields finite, bounded features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from aegis.detectors._validation import ensure_fitted
+from aegis.detectors.errors import InvalidDataError
+
+__all__ = [
+    "FEATURE_KINDS",
+    "CausalFeatures",
+    "as_matrix",
+    "feature_names",
+    "window_features",
+]
+
+FEATURE_KINDS: tuple[str, ...] = ("value", "diff", "dev", "spread", "slope")
+"""The features computed per metric, in output order."""
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def as_matrix(X: Any) -> tuple[FloatArray, list[str] | None]:
+    """Convert a DataFrame, array or nested list to a 2-D float matrix.
+
+    Returns:
+        The matrix (a copy, ``float64``) and the column names when ``X`` had string columns.
+
+    Raises:
+        InvalidDataError: ``X`` is not 2-D or holds non-numeric values.
+    """
+    names: list[str] | None = None
+    if isinstance(X, pd.DataFrame):
+        names = [str(c) for c in X.columns]
+        try:
+            arr = np.array(X.to_numpy(dtype=np.float64, na_value=np.nan), copy=True)
+        except (TypeError, ValueError) as exc:
+            raise InvalidDataError(f"metrics must be numeric: {exc}") from exc
+    else:
+        try:
+            arr = np.array(X, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InvalidDataError(f"metrics must be numeric: {exc}") from exc
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        raise InvalidDataError(f"metrics must be a 2-D table, got {arr.ndim} dimensions")
+    arr[~np.isfinite(arr)] = np.nan
+    return arr, names
+
+
+def feature_names(metrics: Sequence[str], kinds: Sequence[str] = FEATURE_KINDS) -> list[str]:
+    """Names of the features :func:`window_features` returns, ``"<metric>:<kind>"``."""
+    return [f"{m}:{k}" for m in metrics for k in kinds]
+
+
+def impute_causal(X: FloatArray, fill: FloatArray) -> FloatArray:
+    """Carry the last seen value forward per column; before any value, use ``fill``."""
+    out: FloatArray = np.array(pd.DataFrame(X).ffill().to_numpy(dtype=np.float64), copy=True)
+    missing = np.isnan(out)
+    if missing.any():
+        out[missing] = np.broadcast_to(fill, out.shape)[missing]
+    return out
+
+
+def window_features(X: FloatArray, window: int = 30) -> FloatArray:
+    """The five causal features of every column of ``X`` (no NaNs allowed in ``X``).
+
+    Args:
+        X: ``(n_rows, n_metrics)`` finite matrix, rows in time order.
+        window: trailing window length in rows (≥ 2).
+
+    Returns:
+        ``(n_rows, n_metrics * 5)`` matrix in the order of :func:`feature_names`.
+    """
+    n, m = X.shape
+    w = max(int(window), 2)
+    df = pd.DataFrame(X)
+    diff = df.diff().fillna(0.0).to_numpy()
+    trailing_mean = df.rolling(w, min_periods=1).mean().shift(1).to_numpy()
+    dev = X - trailing_mean
+    dev[0, :] = 0.0
+    spread = df.rolling(w, min_periods=2).std(ddof=0).fillna(0.0).to_numpy()
+    lag = np.maximum(np.arange(n) - (w - 1), 0)
+    slope = (X - X[lag, :]) / float(w - 1)
+    stacked = np.stack([X, diff, dev, spread, slope], axis=2)  # (n, m, kinds)
+    return np.ascontiguousarray(stacked.reshape(n, m * len(FEATURE_KINDS)))
+
+
+class CausalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Causal window features as z-scores against the training baseline.
+
+    Args:
+        window: trailing window length in rows.
+        clip: standardised features are clipped to ``[-clip, clip]``.
+
+    Attributes:
+        n_features_in_: number of metrics seen in ``fit``.
+        feature_names_in_: metric names when ``fit`` got a DataFrame.
+        metric_names_: metric names used in explanations (``m0``, ``m1`` … for arrays).
+        fill_: per metric training median, used before a metric's first value.
+        center_: per feature training median.
+        scale_: per feature training standard deviation (floored).
+    """
+
+    def __init__(self, window: int = 30, clip: float = 10.0) -> None:
+        self.window = window
+        self.clip = clip
+
+    def fit(self, X: Any, y: Any = None) -> CausalFeatures:
+        """Learn the baseline from time-ordered training rows."""
+        arr, names = as_matrix(X)
+        if arr.shape[0] < 2:
+            raise InvalidDataError(f"training needs at least 2 rows, got {arr.shape[0]}")
+        self.n_features_in_ = arr.shape[1]
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.metric_names_ = names if names is not None else [f"m{i}" for i in range(arr.shape[1])]
+        with np.errstate(all="ignore"):
+            fill = np.nanmedian(np.where(np.isnan(arr).all(0), 0.0, arr), axis=0)
+        self.fill_ = np.nan_to_num(fill)
+        raw = window_features(impute_causal(arr, self.fill_), self.window)
+        self.center_ = np.median(raw, axis=0)
+        std = raw.std(axis=0)
+        floor = 1e-3 * np.maximum(1.0, np.abs(self.center_))
+        self.scale_ = np.maximum(std, floor)
+        return self
+
+    def transform(self, X: Any) -> FloatArray:
+        """Standardised, clipped features of time-ordered rows (causal)."""
+        ensure_fitted(self, "scale_")
+        arr = self._check_columns(X)
+        raw = window_features(impute_causal(arr, self.fill_), self.window)
+        z = (raw - self.center_) / self.scale_
+        np.clip(z, -self.clip, self.clip, out=z)
+        out: FloatArray = np.nan_to_num(z, nan=0.0, posinf=self.clip, neginf=-self.clip)
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> npt.NDArray[np.object_]:
+        """Feature names ``"<metric>:<kind>"``."""
+        ensure_fitted(self, "scale_")
+        return np.asarray(feature_names(self.metric_names_), dtype=object)
+
+    def _check_columns(self, X: Any) -> FloatArray:
+        arr, names = as_matrix(X)
+        if names is not None and hasattr(self, "feature_names_in_"):
+            known = list(self.feature_names_in_)
+            missing = [c for c in known if c not in names]
+            if missing:
+                raise InvalidDataError(
+                    f"missing metric columns: {', '.join(f'`{c}`' for c in missing[:5])}"
+                )
+            arr = arr[:, [names.index(c) for c in known]]
+        if arr.shape[1] != self.n_features_in_:
+            raise InvalidDataError(
+                f"expected {self.n_features_in_} metric columns, got {arr.shape[1]}"
+            )
+        return arr

@@ -1,0 +1,1 @@
+"""Detection quality benchmark on the labelled SMD machines (see ``__main__``)."""
