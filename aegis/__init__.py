@@ -1,6 +1,62 @@
-"""Aegis: policy-as-code for governed self-healing of infrastructure."""
+"""Aegis: policy-as-code for governed self-healing of infrastructure.
+
+The library's front door. The policy language and the engine are imported here; detectors and
+actuators are importable from their packages (``aegis.detectors``, ``aegis.actuators``), which
+load scikit-learn or kubernetes only when used. The server is not part of the library API.
+
+Usage::
+
+    import aegis
+
+    engine = aegis.PolicyEngine.from_paths(["policies/"])
+    decision = engine.evaluate({
+        "principal": {"id": "alice", "roles": ["sre"]},
+        "action": "restart_pod",
+        "resource": {"kind": "pod", "namespace": "prod", "name": "api-7d9"},
+        "context": {"time": "2026-11-26T10:15:00Z"},
+    })
+    if decision.allowed:
+        ...
+"""
 
 from aegis._version import __version__
+from aegis.engine import (
+    Decision,
+    InvalidRequestError,
+    PolicyEngine,
+    Request,
+    RuleError,
+)
 from aegis.errors import AegisError, ConfigurationError, MissingDependencyError
+from aegis.lang import (
+    Diagnostic,
+    PolicyLoadError,
+    PolicySet,
+    SchemaError,
+    Span,
+    format_policy,
+    load_paths,
+    load_texts,
+    parse_policy,
+)
 
-__all__ = ["AegisError", "ConfigurationError", "MissingDependencyError", "__version__"]
+__all__ = [
+    "AegisError",
+    "ConfigurationError",
+    "Decision",
+    "Diagnostic",
+    "InvalidRequestError",
+    "MissingDependencyError",
+    "PolicyEngine",
+    "PolicyLoadError",
+    "PolicySet",
+    "Request",
+    "RuleError",
+    "SchemaError",
+    "Span",
+    "__version__",
+    "format_policy",
+    "load_paths",
+    "load_texts",
+    "parse_policy",
+]

@@ -1,0 +1,133 @@
+"""Hypothesis strategies for policy ASTs and requests, shared by the property tests.
+
+Rules read a small vocabulary of attributes so that generated requests hit them often, with
+values of every JSON kind so that errors (missing attributes, mistyped operands) are common too.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import strategies as st
+
+from aegis.lang import ast
+
+ACTIONS = ["read", "write", "restart_pod", "scale"]
+KEYS = ["kind", "namespace", "replicas", "public", "labels", "owner", "tags"]
+STRINGS = ["", "prod", "staging", "a*b", "v1*", "x", "Zed", "é", "pod"]
+
+# -- literals and paths ---------------------------------------------------------------------
+strings = st.sampled_from(STRINGS) | st.text(max_size=6)
+numbers = st.one_of(
+    st.integers(min_value=-5, max_value=20).map(Decimal),
+    st.decimals(min_value=-5, max_value=20, places=2, allow_nan=False, allow_infinity=False),
+)
+string_lits = strings.map(ast.StringLit)
+number_lits = numbers.map(ast.NumberLit)
+bool_lits = st.booleans().map(ast.BoolLit)
+literals = st.one_of(string_lits, number_lits, bool_lits)
+
+paths = st.one_of(
+    st.just(ast.Path("action")),
+    st.tuples(
+        st.sampled_from(["principal", "resource", "context"]),
+        st.lists(st.sampled_from([*KEYS, "id", "roles", "app.kubernetes.io/name"]), max_size=2),
+    ).map(lambda t: ast.Path(t[0], tuple(t[1]))),
+    st.sampled_from(
+        ["year", "month", "day", "hour", "minute", "weekday", "date", "clock", "epoch", "second"]
+    ).map(lambda k: ast.Path("time", (k,))),
+)
+operands = st.one_of(literals, paths)
+
+
+def _containers() -> st.SearchStrategy[ast.ListLit | ast.RangeLit | ast.Path]:
+    lists = st.lists(literals, max_size=4).map(lambda items: ast.ListLit(tuple(items)))
+    ranges = st.tuples(number_lits, number_lits).map(lambda t: ast.RangeLit(t[0], t[1]))
+    return st.one_of(lists, ranges, paths)
+
+
+def _leaf() -> st.SearchStrategy[ast.Expr]:
+    ops = st.sampled_from(["==", "!=", "<", "<=", ">", ">="])
+    compare = st.builds(ast.Compare, ops, operands, operands)
+    membership = st.builds(ast.Membership, operands, _containers(), st.booleans())
+    like = st.builds(ast.Like, operands, string_lits)
+    has = st.builds(ast.Has, paths)
+    return st.one_of(compare, membership, like, has, operands)
+
+
+def _extend(children: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Expr]:
+    chains = st.lists(children, min_size=2, max_size=3).map(tuple)
+    return st.one_of(
+        children.map(ast.Not),
+        chains.map(ast.And),
+        chains.map(ast.Or),
+        st.builds(ast.Compare, st.sampled_from(["==", "!="]), children, operands),
+    )
+
+
+exprs = st.recursive(_leaf(), _extend, max_leaves=6)
+
+rule_names = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=8
+)
+annotations = st.lists(
+    st.builds(ast.Annotation, st.from_regex(r"[a-z_][a-z0-9_]{0,5}", fullmatch=True), strings),
+    max_size=2,
+).map(tuple)
+
+
+def rules(name: st.SearchStrategy[str] = rule_names) -> st.SearchStrategy[ast.Rule]:
+    """One rule with up to four conditions, in UTC."""
+    return st.builds(
+        ast.Rule,
+        st.sampled_from(["allow", "deny"]),
+        name,
+        st.lists(exprs, max_size=4).map(tuple),
+        st.none() | strings,
+        annotations,
+    )
+
+
+def rule_sets(max_size: int = 6) -> st.SearchStrategy[list[ast.Rule]]:
+    """Rules with unique names."""
+    return st.lists(rules(), max_size=max_size, unique_by=lambda r: r.name)
+
+
+# -- requests --------------------------------------------------------------------------------
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-5, max_value=20),
+    st.sampled_from([0.5, 1.0, 2.5, 19.5]),
+    st.sampled_from(STRINGS),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from([*KEYS, "id", "roles"]), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+attributes = st.dictionaries(st.sampled_from([*KEYS, "id", "roles"]), json_values, max_size=5)
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid request (spec §4) over the generated vocabulary."""
+    context = draw(attributes)
+    context.pop("time", None)
+    if draw(st.booleans()):
+        context["time"] = draw(
+            st.integers(min_value=1_700_000_000, max_value=1_900_000_000)
+            | st.sampled_from(["2026-11-26T10:15:00Z", "2026-03-29T01:30:00+02:00"])
+        )
+    request: dict[str, Any] = {
+        "principal": draw(attributes),
+        "action": draw(st.sampled_from(ACTIONS)),
+        "resource": draw(attributes),
+    }
+    if context or draw(st.booleans()):
+        request["context"] = context
+    return request
