@@ -1,0 +1,120 @@
+"""The server's ``aegis`` subcommands: ``serve``, ``admin create``, ``db upgrade``.
+
+The lead wires :func:`register` into ``aegis/cli.py``; each subparser stores its handler in
+``func`` (``args.func(args) -> int`` exit code). Settings come from ``AEGIS_*`` variables; a
+missing or short ``AEGIS_JWT_SECRET`` stops ``serve`` with exit code 2 and a log line that names
+the variable, never its value (JWT-5, FLT-20).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from aegis.errors import ConfigurationError
+
+__all__ = ["register"]
+
+_log = logging.getLogger("aegis.server")
+EXIT_CONFIG = 2
+
+
+def _settings() -> Any:
+    from aegis.server.settings import Settings
+
+    return Settings.from_env()
+
+
+def _setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    _setup_logging()
+    try:
+        settings = _settings()
+    except ConfigurationError as exc:
+        _log.error("refusing to start: %s", exc)
+        return EXIT_CONFIG
+    import uvicorn
+
+    from aegis.server.app import create_app
+    from aegis.server.db import upgrade
+
+    upgrade(settings.database_url)
+    app = create_app(settings)
+    # proxy_headers=False: the client address comes from the socket unless the peer is one of
+    # AEGIS_TRUSTED_PROXIES, which the server itself decides (BF-3).
+    uvicorn.run(app, host=args.host, port=args.port, proxy_headers=False, server_header=False)
+    return 0
+
+
+def _admin_create(args: argparse.Namespace) -> int:
+    _setup_logging()
+    if not args.password_stdin:
+        print("aegis admin create: --password-stdin is required", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        settings = _settings()
+    except ConfigurationError as exc:
+        _log.error("refusing to start: %s", exc)
+        return EXIT_CONFIG
+    from aegis.server.bootstrap import create_admin
+    from aegis.server.db import upgrade
+    from aegis.server.errors import ServerError
+
+    line = sys.stdin.readline()
+    password = line[:-1] if line.endswith("\n") else line
+    password = password[:-1] if password.endswith("\r") else password
+    upgrade(settings.database_url)
+    try:
+        user_id = create_admin(settings, args.email, password)
+    except ServerError as exc:
+        print(f"aegis admin create: {exc}", file=sys.stderr)
+        return 1
+    print(user_id)
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    _setup_logging()
+    try:
+        settings = _settings()
+    except ConfigurationError as exc:
+        _log.error("refusing to start: %s", exc)
+        return EXIT_CONFIG
+    from aegis.server.db import upgrade
+
+    upgrade(settings.database_url)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``serve``, ``admin create`` and ``db upgrade`` to an argparse subparsers object.
+
+    Args:
+        subparsers: the result of ``parser.add_subparsers()``.
+    """
+    serve = subparsers.add_parser("serve", help="run the control-plane server (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=_serve)
+
+    admin = subparsers.add_parser("admin", help="administer the server")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    create = admin_sub.add_parser("create", help="create an administrator")
+    create.add_argument("--email", required=True)
+    create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password as one line from standard input (the newline is dropped)",
+    )
+    create.set_defaults(func=_admin_create)
+
+    db = subparsers.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="bring the schema up to date, then exit")
+    up.set_defaults(func=_db_upgrade)

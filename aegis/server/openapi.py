@@ -1,0 +1,107 @@
+"""The OpenAPI 3.1 document, generated from the same route table that serves requests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from aegis._version import __version__
+from aegis.server.errors import STATUS_BY_CODE
+from aegis.server.middleware.auth import anonymous_request
+from aegis.server.permissions import Authorizer, Endpoint
+from aegis.server.settings import Settings
+
+__all__ = ["build_openapi"]
+
+
+def _models(endpoints: Sequence[Endpoint]) -> list[type[BaseModel]]:
+    found: dict[str, type[BaseModel]] = {}
+    for endpoint in endpoints:
+        if endpoint.request_model is not None:
+            found[endpoint.request_model.__name__] = endpoint.request_model
+        for _, model in endpoint.responses.values():
+            if model is not None:
+                found[model.__name__] = model
+    return [found[name] for name in sorted(found)]
+
+
+def build_openapi(
+    endpoints: Sequence[Endpoint], authorizer: Authorizer, settings: Settings
+) -> dict[str, Any]:
+    """Build the document.
+
+    Args:
+        endpoints: the route table.
+        authorizer: used to mark which operations need a bearer token (anonymous denied).
+        settings: for the metrics protection flag.
+
+    Returns:
+        The OpenAPI document as a JSON-ready dict.
+    """
+    models = _models(endpoints)
+    _, schemas = models_json_schema(
+        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+    )
+    components = dict(schemas.get("$defs", {}))
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in endpoints:
+        public = authorizer.is_allowed(
+            anonymous_request(
+                endpoint.action, endpoint.path, endpoint.method, settings.metrics_protected
+            )
+        )
+        responses: dict[str, Any] = {}
+        for status, (description, model) in sorted(endpoint.responses.items()):
+            entry: dict[str, Any] = {"description": description}
+            if model is not None:
+                entry["content"] = {
+                    "application/json": {
+                        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}
+                    }
+                }
+            responses[str(status)] = entry
+        operation: dict[str, Any] = {
+            "operationId": endpoint.handler.__name__,
+            "summary": endpoint.summary,
+            "tags": list(endpoint.tags),
+            "x-aegis-action": endpoint.action,
+            "responses": responses,
+            "security": [] if public else [{"bearerAuth": []}],
+        }
+        if endpoint.request_model is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "$ref": f"#/components/schemas/{endpoint.request_model.__name__}"
+                        }
+                    }
+                },
+            }
+        params = [name.strip("{}") for name in endpoint.path.split("/") if name.startswith("{")]
+        if params:
+            operation["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ]
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Aegis control plane",
+            "version": __version__,
+            "description": 'Errors are `{"error": {"code", "message", "details"}}`; codes: '
+            + ", ".join(f"`{c}` ({s})" for c, s in sorted(STATUS_BY_CODE.items())),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }

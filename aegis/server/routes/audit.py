@@ -1,0 +1,99 @@
+"""``/api/v1/audit``: read and verify the security-event chain (administrators, auditors).
+
+Filters come from an allowlist, values are bound parameters, times are parsed before they
+reach SQL, and ``limit`` is clamped to 500 (AUD-6).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import Response
+
+from aegis.server.audit import event_to_dict, verify_chain
+from aegis.server.db.models import AuditEvent
+from aegis.server.errors import ApiError
+from aegis.server.permissions import Endpoint
+from aegis.server.routes._common import context, json_response, page_limit, query_params
+from aegis.server.schemas import AuditListV1, ErrorV1
+
+__all__ = ["endpoints"]
+
+_FILTERS = {"action", "actor_id", "target_id", "outcome"}
+
+
+def _time(name: str, raw: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError("request.invalid", f"`{name}` must be an ISO-8601 time") from None
+    if value.tzinfo is None:
+        raise ApiError("request.invalid", f"`{name}` must carry a UTC offset")
+    return value.astimezone(UTC)
+
+
+async def list_events(request: Request) -> Response:
+    """A page of events, oldest first, filtered by action, actor, target, outcome and time."""
+    ctx = context(request)
+    params = query_params(request, {"limit", "cursor", "since", "until", *_FILTERS})
+    limit = page_limit(params.get("limit"))
+    query = sa.select(AuditEvent).order_by(AuditEvent.seq).limit(limit + 1)
+    if "cursor" in params:
+        if not params["cursor"].isdigit() or len(params["cursor"]) > 18:
+            raise ApiError("request.invalid", "`cursor` is invalid")
+        query = query.where(AuditEvent.seq > int(params["cursor"]))
+    for name in sorted(_FILTERS & params.keys()):
+        query = query.where(getattr(AuditEvent, name) == params[name])
+    if "since" in params:
+        query = query.where(AuditEvent.at >= _time("since", params["since"]))
+    if "until" in params:
+        query = query.where(AuditEvent.at < _time("until", params["until"]))
+
+    def page(session: Any) -> list[dict[str, Any]]:
+        return [event_to_dict(e) for e in session.scalars(query)]
+
+    rows = await ctx.db.run(page)
+    more = len(rows) > limit
+    items = rows[:limit]
+    return json_response({"items": items, "next_cursor": str(items[-1]["seq"]) if more else None})
+
+
+async def verify(request: Request) -> Response:
+    """Recompute the hash chain: ``{"ok": true}`` or the first ``seq`` that does not verify."""
+    ctx = context(request)
+    bad = await ctx.db.run(verify_chain)
+    return json_response({"ok": bad is None, "first_bad_seq": bad})
+
+
+def endpoints() -> list[Endpoint]:
+    """The ``/api/v1/audit`` endpoints."""
+    err = ("error", ErrorV1)
+    return [
+        Endpoint(
+            "/api/v1/audit/events",
+            "GET",
+            "api:audit:read",
+            list_events,
+            "List security events",
+            responses={
+                200: ("a page of events", AuditListV1),
+                401: err,
+                403: err,
+                422: err,
+                429: err,
+            },
+            tags=("audit",),
+        ),
+        Endpoint(
+            "/api/v1/audit/verify",
+            "GET",
+            "api:audit:read",
+            verify,
+            "Verify the event hash chain",
+            responses={200: ("the verdict", None), 401: err, 403: err, 429: err},
+            tags=("audit",),
+        ),
+    ]
