@@ -48,6 +48,7 @@ __all__ = [
     "json_equal",
     "kind_of",
     "normalize",
+    "safe_repr",
     "show",
 ]
 
@@ -180,7 +181,8 @@ def normalize(value: object, where: str = "value") -> JsonValue:
             for key, child in item.items():
                 if not isinstance(key, str):
                     raise NormalizeError(
-                        f"`{show(path)}` has a key that is not a string: `{show(repr(key))}`", path
+                        f"`{show(path)}` has a key that is not a string: `{show(safe_repr(key))}`",
+                        path,
                     )
                 fields[str(key)] = None
                 stack.append((child, _child(path, str(key)), fields, str(key)))
@@ -341,6 +343,14 @@ def _escape_code_point(code: int) -> str:
         return f"\\u{code:04x}"
     code -= 0x10000
     return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or the type name when even that fails (a 5,000-digit int, deep nesting)."""
+    try:
+        return repr(value)
+    except (ValueError, RecursionError):
+        return f"<{type(value).__name__}>"
 
 
 def show(text: str, limit: int = 80) -> str:

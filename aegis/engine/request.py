@@ -30,7 +30,7 @@ from types import MappingProxyType
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from aegis.engine._values import JsonValue, NormalizeError, normalize, show
+from aegis.engine._values import JsonValue, NormalizeError, normalize, safe_repr, show
 from aegis.engine.errors import InvalidRequestError
 
 __all__ = ["TIME_ATTRIBUTES", "Request", "parse_request", "parse_time", "time_view"]
@@ -133,13 +133,13 @@ def _parse_epoch(value: int | float | Decimal) -> datetime:
     if number != number.to_integral_value():
         raise _invalid(
             "`context.time` must be whole epoch seconds, "
-            f"not the non-integer number `{show(str(value))}`"
+            f"not the non-integer number `{show(str(number))}`"
         )
     # Compare as decimals first: int() of 1e999999999 would build a huge integer.
     if not _LOWEST_EPOCH <= number <= _HIGHEST_EPOCH:
         raise _invalid(
             "`context.time` is out of the supported range "
-            f"(0001-01-02 to 9999-12-30 UTC): `{show(str(value))}`"
+            f"(0001-01-02 to 9999-12-30 UTC): `{show(str(number))}`"
         )
     return _EPOCH + timedelta(seconds=int(number))
 
@@ -283,7 +283,7 @@ def parse_request(data: object, now: datetime | None = None) -> Request:
         raise _invalid(f"a request must be a JSON object, not a {_json_kind(data)}")
     for key in data:
         if key not in _KEYS:
-            shown = show(key if isinstance(key, str) else repr(key))
+            shown = show(key if isinstance(key, str) else safe_repr(key))
             raise _invalid(
                 f"unknown request key `{shown}`: a request has only "
                 "`principal`, `action`, `resource` and `context`"

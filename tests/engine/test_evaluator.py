@@ -316,3 +316,65 @@ def test_docstring_examples_run(module: Any) -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+# ----------------------------------------------------------------------------- robustness
+
+_EVERY_OPERATOR = """\
+timezone "Asia/Kolkata"
+allow "eq" { resource.a == resource.b  resource.a != 1 }
+allow "order" { resource.a < resource.b or resource.a >= "m" }
+allow "lists" { resource.a in [1, "x", true]  resource.a not in [false] }
+allow "range" { resource.a in -1.5..2 }
+allow "path-in" { resource.a in resource.b  "k" not in principal.p }
+allow "like" { resource.a like "*x\\\\*" }
+deny "logic" { not (resource.a and resource.b) or has resource.c.d }
+deny "bare" { resource.a }
+deny "time" { time.hour > 12 and time.weekday == "mon" and time.clock like "1*" }
+allow "roots" { action.x == 1 or context.time == time }
+"""
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=4)
+    | st.sampled_from(["x*", "k", "m", "1*"])
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "b", "c", "d", "k", "time"]), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), _json, max_size=3),
+    st.dictionaries(st.sampled_from(["p", "id"]), _json, max_size=2),
+    st.sampled_from(["read", "x"]),
+    st.none() | _json,
+)
+def test_evaluation_never_raises_on_valid_requests(
+    resource: dict[str, Any], principal: dict[str, Any], action: str, time: object
+) -> None:
+    engine = _EVERY_OPERATOR_ENGINE
+    request: dict[str, Any] = {"principal": principal, "action": action, "resource": resource}
+    if time is not None:
+        request["context"] = {"time": time}
+    try:
+        decision = engine.evaluate(request, now=NOW)
+    except InvalidRequestError:
+        assert time is not None  # only a bad context.time can make these requests invalid
+        return
+    assert Decision.from_dict(decision.to_dict()) == decision
+    for error in decision.errors:
+        assert error.message
+        assert len(error.message.splitlines()) == 1
+
+
+_EVERY_OPERATOR_ENGINE = PolicyEngine.from_texts({"every.aegis": _EVERY_OPERATOR})

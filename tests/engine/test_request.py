@@ -73,6 +73,11 @@ def test_values_are_normalised() -> None:
         (_request(resource={"x": float("nan")}), "`resource.x` is not a finite number"),
         (_request(resource={"x": {1: 2}}), "`resource.x` has a key that is not a string"),
         (_request(resource={"x": {1, 2}}), "`resource.x` is not a JSON value"),
+        (_request(resource={10**5000: 1}), "`resource` has a key that is not a string: `<int>`"),
+        ({**_request(), 10**5000: 1}, "unknown request key `<int>`"),
+        (_with_time(10**5000), "`context.time` is out of the supported range"),
+        (_request(resource={"k\nx": 1.0, "v": float("inf")}), "`resource.v` is not a finite"),
+        (_request(resource={"k\nx": float("inf")}), '`resource["k\\nx"]` is not a finite'),
     ],
 )
 def test_invalid_shapes_are_rejected_with_a_clear_message(data: Any, fragment: str) -> None:
