@@ -42,13 +42,18 @@ _STOP = object()
 
 
 class _Waiter:
-    __slots__ = ("done", "error", "records", "result")
+    """One ``append`` call in sync mode; ``wake`` is released when it is done or promoted."""
+
+    __slots__ = ("done", "error", "lead", "records", "result", "wake")
 
     def __init__(self, records: list[AuditRecordV1]) -> None:
         self.records = records
         self.result: list[AuditRecordV1] = []
         self.error: BaseException | None = None
         self.done = False
+        self.lead = False
+        self.wake = threading.Lock()
+        self.wake.acquire()
 
 
 class BatchingSink:
@@ -163,29 +168,36 @@ class BatchingSink:
         return self._append_sync(batch)
 
     def _append_sync(self, batch: list[AuditRecordV1]) -> list[AuditRecordV1]:
+        # Leader/follower group commit. Each waiter sleeps on its own lock, so a commit
+        # wakes exactly the callers it served, plus the one promoted to lead next.
         me = _Waiter(batch)
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise AuditError("audit sink is closed")
             self._pending.append(me)
-            while not me.done and self._leader:
-                self._cond.wait()
-            if not me.done:
-                self._leader = True
+            if not self._leader:
+                self._leader = me.lead = True
+        if not me.lead:
+            me.wake.acquire()  # served by a leader, or promoted to lead
         if not me.done:
             try:
                 while not me.done:
-                    self._lead_once()
+                    self._lead_once(me)
             finally:
                 with self._cond:
-                    self._leader = False
-                    self._cond.notify_all()
+                    if self._pending:
+                        nxt = self._pending[0]
+                        nxt.lead = True
+                        nxt.wake.release()
+                    else:
+                        self._leader = False
+                        self._cond.notify_all()  # close() may be waiting
         if me.error is not None:
             raise me.error
         return me.result
 
-    def _lead_once(self) -> None:
-        with self._cond:
+    def _lead_once(self, me: _Waiter) -> None:
+        with self._lock:
             group: list[_Waiter] = []
             count = 0
             while self._pending and (
@@ -205,16 +217,16 @@ class BatchingSink:
             error.__cause__ = exc
         if error is None:
             self._after_commit(sealed)
-        with self._cond:
-            pos = 0
-            for w in group:
-                if error is None:
-                    w.result = sealed[pos : pos + len(w.records)]
-                    pos += len(w.records)
-                else:
-                    w.error = error
-                w.done = True
-            self._cond.notify_all()
+        pos = 0
+        for w in group:
+            if error is None:
+                w.result = sealed[pos : pos + len(w.records)]
+                pos += len(w.records)
+            else:
+                w.error = error
+            w.done = True
+            if w is not me:
+                w.wake.release()
 
     def _after_commit(self, sealed: Sequence[AuditRecordV1]) -> None:
         for rec in sealed:

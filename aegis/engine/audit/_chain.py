@@ -187,7 +187,7 @@ def verify(
                 f"seq {expected}" if last_missing == expected else f"seq {expected}-{last_missing}"
             )
             return bad(expected, "deleted", f"{span} missing before seq {rec.seq}", entry)
-        if rec.seq == expected - 1:
+        if rec.seq == expected - 1 and expected > 1:
             return bad(rec.seq, "inserted", f"seq {rec.seq} appears twice", entry)
         return bad(
             expected,

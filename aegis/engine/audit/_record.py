@@ -8,7 +8,7 @@ import json
 import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -98,23 +98,34 @@ def utc_timestamp(moment: datetime | None = None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _jsonable(value: Any, where: str) -> Any:
-    """A plain-JSON copy of ``value`` (dicts with string keys, lists, scalars)."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise AuditError(f"audit value at `{where}` is not a finite number")
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+class _Json(dict[str, Any]):
+    """A JSON object already normalised by :func:`_jsonable` (not walked again)."""
+
+    __slots__ = ()
+
+
+def _scalar(value: Any, where: str) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise AuditError(f"audit value in `{where}` is not a finite number")
     if isinstance(value, datetime):
         return utc_timestamp(value)
     if isinstance(value, date):
         return value.isoformat()
-    raise AuditError(f"audit value at `{where}` has unsupported type `{type(value).__name__}`")
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise AuditError(f"audit value in `{where}` has unsupported type `{type(value).__name__}`")
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    """A plain-JSON copy of ``value`` (dicts with string keys, lists, scalars)."""
+    t = type(value)
+    if t is _Json or t is str or t is int or t is bool or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return _Json({str(k): _jsonable(v, where) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, where) for v in value]
+    return _scalar(value, where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +170,27 @@ class AuditRecordV1:
     data: Mapping[str, Any] | None = None
     seq: int | None = None
     prev_hash: str | None = None
-    hash: str | None = field(default=None)
+    hash: str | None = None
     schema_version: int = SCHEMA_VERSION
+    _body: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # INVARIANT: request and data hold plain JSON (normalised once, here).
+        if self.request is not None and type(self.request) is not _Json:
+            object.__setattr__(self, "request", _jsonable(self.request, "request"))
+        if self.data is not None and type(self.data) is not _Json:
+            object.__setattr__(self, "data", _jsonable(self.data, "data"))
+        for name in ("allow", "deny", "errors"):
+            value = getattr(self, name)
+            if type(value) is not tuple:
+                object.__setattr__(self, name, tuple(value))
+
+    def _clone(self, **changes: Any) -> AuditRecordV1:
+        new = object.__new__(AuditRecordV1)
+        for name in _INIT_FIELDS:
+            object.__setattr__(new, name, changes[name] if name in changes else getattr(self, name))
+        object.__setattr__(new, "_body", None)
+        return new
 
     @property
     def is_sealed(self) -> bool:
@@ -177,19 +207,21 @@ class AuditRecordV1:
             "chain": self.chain,
             "kind": self.kind,
             "policy_version": self.policy_version,
-            "request": _jsonable(self.request, "request") if self.request is not None else None,
+            "request": self.request,
             "decision": self.decision,
             "allow": list(self.allow),
             "deny": list(self.deny),
             "errors": [dict(e) for e in self.errors],
             "reason": self.reason,
-            "data": _jsonable(self.data, "data") if self.data is not None else None,
+            "data": self.data,
             "prev_hash": self.prev_hash,
             "hash": self.hash,
         }
 
     def body_json(self) -> str:
         """Canonical JSON of the record without its ``hash`` field (the hashed text)."""
+        if self._body is not None:
+            return self._body
         body = self.to_dict()
         del body["hash"]
         return canonical_json(body)
@@ -215,12 +247,20 @@ class AuditRecordV1:
 
     def sealed(self, seq: int, prev_hash: str) -> AuditRecordV1:
         """A copy placed at ``seq`` after a record hashing to ``prev_hash``, with its hash."""
-        placed = replace(self, seq=seq, prev_hash=prev_hash, hash=None)
-        return replace(placed, hash=placed.compute_hash())
+        placed = self._clone(seq=seq, prev_hash=prev_hash, hash=None)
+        body = placed.body_json()
+        digest = hashlib.sha256(bytes.fromhex(prev_hash) + body.encode("utf-8")).hexdigest()
+        object.__setattr__(placed, "hash", digest)
+        object.__setattr__(placed, "_body", body)
+        return placed
 
     def unsealed(self) -> AuditRecordV1:
         """A copy without ``seq``, ``prev_hash`` and ``hash`` (as built, before appending)."""
-        return replace(self, seq=None, prev_hash=None, hash=None)
+        return self._clone(seq=None, prev_hash=None, hash=None)
+
+    def with_hash(self, digest: str | None) -> AuditRecordV1:
+        """A copy carrying ``digest`` as its stored hash (readers use it)."""
+        return self._clone(hash=digest)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> AuditRecordV1:
@@ -292,6 +332,9 @@ class AuditRecordV1:
         return cls.from_dict(raw)
 
 
+_INIT_FIELDS = tuple(f.name for f in fields(AuditRecordV1) if f.init)
+
+
 class Masker:
     """Replaces sensitive request attributes before a record is written (AUD-4, LOG-1).
 
@@ -312,7 +355,7 @@ class Masker:
         masked = masker.mask(request)
     """
 
-    __slots__ = ("_key", "_paths", "_sensitive")
+    __slots__ = ("_exact", "_key", "_sensitive", "_wild")
 
     def __init__(
         self,
@@ -321,7 +364,9 @@ class Masker:
         key: bytes | None = None,
         sensitive_keys: Iterable[str] = DEFAULT_SENSITIVE_KEYS,
     ) -> None:
-        self._paths: tuple[tuple[str, ...], ...] = tuple(tuple(p.split(".")) for p in paths if p)
+        patterns = [tuple(p.split(".")) for p in paths if p]
+        self._exact = frozenset(p for p in patterns if "*" not in p)
+        self._wild = tuple(p for p in patterns if "*" in p)
         if key is not None and len(key) < 16:
             raise AuditError("audit masking key must be at least 16 bytes")
         self._key = key
@@ -338,10 +383,12 @@ class Masker:
 
     def mask(self, value: Mapping[str, Any]) -> dict[str, Any]:
         """A masked, plain-JSON copy of ``value`` (the input is not modified)."""
-        return self._mask(_jsonable(value, "request"), ())  # type: ignore[no-any-return]
+        return _Json({str(k): self._mask(v, (str(k),)) for k, v in value.items()})
 
     def _matches(self, path: tuple[str, ...]) -> bool:
-        for pattern in self._paths:
+        if path in self._exact:
+            return True
+        for pattern in self._wild:
             if len(pattern) == len(path) and all(
                 p in ("*", s) for p, s in zip(pattern, path, strict=True)
             ):
@@ -349,13 +396,16 @@ class Masker:
         return False
 
     def _mask(self, value: Any, path: tuple[str, ...]) -> Any:
-        if path and (path[-1].lower() in self._sensitive or self._matches(path)):
+        if path[-1].lower() in self._sensitive or self._matches(path):
             return self.replacement(value)
-        if isinstance(value, dict):
-            return {k: self._mask(v, (*path, k)) for k, v in value.items()}
-        if isinstance(value, list):
+        t = type(value)
+        if t is str or t is int or t is bool or value is None:
+            return value
+        if isinstance(value, Mapping):
+            return {str(k): self._mask(v, (*path, str(k))) for k, v in value.items()}
+        if isinstance(value, list | tuple):
             return [self._mask(v, path) for v in value]
-        return value
+        return _scalar(value, "request")
 
 
 _DEFAULT_MASKER = Masker()
