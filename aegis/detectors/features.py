@@ -92,7 +92,11 @@ def feature_names(metrics: Sequence[str], kinds: Sequence[str] = FEATURE_KINDS) 
 
 def impute_causal(X: FloatArray, fill: FloatArray) -> FloatArray:
     """Carry the last seen value forward per column; before any value, use ``fill``."""
-    out: FloatArray = np.array(pd.DataFrame(X).ffill().to_numpy(dtype=np.float64), copy=True)
+    n, m = X.shape
+    seen = ~np.isnan(X)
+    idx = np.where(seen, np.arange(n)[:, None], 0)
+    np.maximum.accumulate(idx, axis=0, out=idx)
+    out: FloatArray = X[idx, np.arange(m)[None, :]]
     missing = np.isnan(out)
     if missing.any():
         out[missing] = np.broadcast_to(fill, out.shape)[missing]
@@ -101,6 +105,9 @@ def impute_causal(X: FloatArray, fill: FloatArray) -> FloatArray:
 
 def window_features(X: FloatArray, window: int = 30) -> FloatArray:
     """The five causal features of every column of ``X`` (no NaNs allowed in ``X``).
+
+    Window sums use prefix sums of ``X - X[0]`` (shifting by the first row is causal and
+    limits cancellation), so the cost is linear in the rows whatever the window.
 
     Args:
         X: ``(n_rows, n_metrics)`` finite matrix, rows in time order.
@@ -111,16 +118,33 @@ def window_features(X: FloatArray, window: int = 30) -> FloatArray:
     """
     n, m = X.shape
     w = max(int(window), 2)
-    df = pd.DataFrame(X)
-    diff = df.diff().fillna(0.0).to_numpy()
-    trailing_mean = df.rolling(w, min_periods=1).mean().shift(1).to_numpy()
-    dev = X - trailing_mean
-    dev[0, :] = 0.0
-    spread = df.rolling(w, min_periods=2).std(ddof=0).fillna(0.0).to_numpy()
-    lag = np.maximum(np.arange(n) - (w - 1), 0)
-    slope = (X - X[lag, :]) / float(w - 1)
-    stacked = np.stack([X, diff, dev, spread, slope], axis=2)  # (n, m, kinds)
-    return np.ascontiguousarray(stacked.reshape(n, m * len(FEATURE_KINDS)))
+    out = np.empty((n, m, len(FEATURE_KINDS)), dtype=np.float64)
+    if n == 0:
+        return out.reshape(0, m * len(FEATURE_KINDS))
+    xs = X - X[0]
+    cs = np.zeros((n + 1, m))
+    np.cumsum(xs, axis=0, out=cs[1:])
+    cs2 = np.zeros((n + 1, m))
+    np.cumsum(xs * xs, axis=0, out=cs2[1:])
+    t = np.arange(n)
+    # trailing mean of the previous (up to) w rows: rows max(0, t-w) .. t-1
+    lo_prev = np.maximum(t - w, 0)
+    count_prev = (t - lo_prev)[:, None].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prev_mean = (cs[t] - cs[lo_prev]) / count_prev
+    dev = np.where(count_prev > 0, xs - prev_mean, 0.0)
+    # spread over the window ending at t: rows max(0, t-w+1) .. t
+    lo = np.maximum(t - w + 1, 0)
+    count = (t + 1 - lo)[:, None].astype(np.float64)
+    mean = (cs[t + 1] - cs[lo]) / count
+    var = (cs2[t + 1] - cs2[lo]) / count - mean * mean
+    out[:, :, 0] = X
+    out[0, :, 1] = 0.0
+    out[1:, :, 1] = X[1:] - X[:-1]
+    out[:, :, 2] = dev
+    out[:, :, 3] = np.sqrt(np.maximum(var, 0.0))
+    out[:, :, 4] = (X - X[lo]) / float(w - 1)
+    return out.reshape(n, m * len(FEATURE_KINDS))
 
 
 class CausalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]

@@ -180,3 +180,17 @@ def test_default_beats_isolation_forest_and_max_abs_z_on_synthetic_faults(
     base_if = average_precision_score(y, -iso.score_samples((test - mu) / sd))
     base_z = average_precision_score(y, np.abs((test - mu) / sd).max(axis=1))
     assert ours > base_if and ours > base_z, (ours, base_if, base_z)
+
+
+def test_fast_forest_scoring_matches_isolation_forest(train_frame: pd.DataFrame) -> None:
+    from aegis.detectors.anomaly import _forest_scores
+
+    for max_features in (1.0, 0.5):
+        det = _fast().fit(train_frame)
+        det.iforest_.set_params(max_features=max_features)
+        det.iforest_.fit(det.features_.transform(train_frame))
+        from aegis.detectors.anomaly import _forest_tables
+
+        tables = _forest_tables(det.iforest_)
+        z = det.features_.transform(train_frame)
+        np.testing.assert_allclose(_forest_scores(tables, z), -det.iforest_.score_samples(z))
