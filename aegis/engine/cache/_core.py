@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 from aegis.engine.errors import CacheUnavailableError, InvalidRequestError
@@ -146,7 +148,7 @@ def _restrict(value: Mapping[str, Any], tree: Mapping[str, Any]) -> dict[str, An
 
 # --------------------------------------------------------------------------- canonical JSON
 
-_dump_str = json.JSONEncoder(ensure_ascii=True).encode
+_dump_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
 def canonical_json(value: Any) -> str:
@@ -168,38 +170,51 @@ def canonical_json(value: Any) -> str:
 
 
 def _write(value: Any, out: list[str]) -> None:
-    if value is None:
-        out.append("null")
-    elif value is True:
-        out.append("true")
-    elif value is False:
-        out.append("false")
-    elif isinstance(value, str):
+    # Exact-type dispatch first (the common case), then the general isinstance checks.
+    kind = type(value)
+    if kind is str:
         out.append(_dump_str(value))
-    elif isinstance(value, int):
-        out.append(_int_text(value))
-    elif isinstance(value, float | Decimal):
-        out.append(_decimal_text(value))
-    elif isinstance(value, Mapping):
+    elif kind is dict or kind is MappingProxyType or isinstance(value, Mapping):
         out.append("{")
         first = True
         for key in sorted(value):
             if not isinstance(key, str):
                 raise InvalidRequestError(f"object key `{key!r}` is not a string")
-            if not first:
+            if first:
+                first = False
+            else:
                 out.append(",")
-            first = False
             out.append(_dump_str(key))
             out.append(":")
             _write(value[key], out)
         out.append("}")
-    elif isinstance(value, list | tuple):
+    elif kind is list or kind is tuple:
         out.append("[")
         for i, item in enumerate(value):
             if i:
                 out.append(",")
             _write(item, out)
         out.append("]")
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif kind is int:
+        out.append(_int_text(value))
+    elif kind is Decimal or kind is float:
+        out.append(_decimal_text(value))
+    elif isinstance(value, str):
+        _write(str(value), out)
+    elif isinstance(value, bool):
+        _write(bool(value), out)
+    elif isinstance(value, int):
+        out.append(_int_text(int(value)))
+    elif isinstance(value, float | Decimal):
+        out.append(_decimal_text(value))
+    elif isinstance(value, list | tuple):
+        _write(list(value), out)
     else:
         raise InvalidRequestError(f"value of type `{type(value).__name__}` is not JSON")
 
