@@ -30,7 +30,7 @@ from benchmarks.policy.workload import ANY_NAMESPACE, Workload, hour_of
 class Adapter:
     """Base class of the adapters (see the module docstring)."""
 
-    name: ClassVar[str] = "?"
+    name: str = "?"
     library: ClassVar[str | None] = None
     slow: ClassVar[bool] = False
     """True for engines that evaluate every rule (no index): timed on fewer samples."""
@@ -74,8 +74,12 @@ class AegisAdapter(Adapter):
     name = "Aegis"
     library = "aegis"
 
-    def __init__(self, factory: Callable[[dict[str, str]], Any] | None = None) -> None:
+    def __init__(
+        self, factory: Callable[[dict[str, str]], Any] | None = None, name: str | None = None
+    ) -> None:
         self._factory = factory
+        if name is not None:
+            self.name = name
         self.engine: Any = None
 
     def load(self, workload: Workload) -> None:
@@ -124,7 +128,7 @@ class AegisCacheHitAdapter(AegisAdapter):
             self.engine = PolicyEngine.from_texts(texts)
             self._evaluate = self._emulated_hit
             self.emulated = True
-            type(self).name = "Aegis cache hit (emulated)"
+            self.name = "Aegis cache hit (emulated)"
 
     _READ_PATHS = frozenset(
         {("action",), ("principal", "roles"), ("resource", "namespace"), ("time", "UTC", "hour")}

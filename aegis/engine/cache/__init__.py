@@ -44,6 +44,7 @@ from aegis.engine.cache._core import (
     decode_decision,
     encode_decision,
     project,
+    projector,
 )
 from aegis.engine.cache.memory import MemoryDecisionCache
 
@@ -58,4 +59,5 @@ __all__ = [
     "decode_decision",
     "encode_decision",
     "project",
+    "projector",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "decode_decision",
     "encode_decision",
     "project",
+    "projector",
 ]
 
 DEFAULT_TTL = 60.0
@@ -111,6 +112,25 @@ def project(
     Returns:
         A nested ``dict`` to give to :func:`cache_key`.
     """
+    return projector(read_paths)(request_parts)
+
+
+def projector(
+    read_paths: Iterable[Sequence[str]],
+) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """A reusable :func:`project` for one set of read paths (build it once per policy set).
+
+    ``projector(paths)(parts) == project(parts, paths)``; the path tree is built only once.
+    """
+    tree = _path_tree(read_paths)
+
+    def apply(request_parts: Mapping[str, Any]) -> dict[str, Any]:
+        return _restrict(request_parts, tree)
+
+    return apply
+
+
+def _path_tree(read_paths: Iterable[Sequence[str]]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     # INVARIANT: a node of ``tree`` is either ``True`` (keep the whole value) or a dict of
     # child nodes; a shorter path absorbs every longer one through it.
@@ -128,7 +148,7 @@ def project(
             if child is None:
                 child = node[step] = {}
             node = child
-    return _restrict(request_parts, tree)
+    return tree
 
 
 def _restrict(value: Mapping[str, Any], tree: Mapping[str, Any]) -> dict[str, Any]:

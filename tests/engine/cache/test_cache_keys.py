@@ -17,6 +17,7 @@ from aegis.engine.cache import (
     decode_decision,
     encode_decision,
     project,
+    projector,
 )
 from aegis.engine.errors import CacheUnavailableError, InvalidRequestError
 
@@ -121,6 +122,12 @@ def test_whole_root_absorbs_its_sub_paths() -> None:
     assert project(parts, {("principal", "roles"), ("principal",)}) == {
         "principal": parts["principal"]
     }
+
+
+def test_projector_is_project_with_the_tree_built_once() -> None:
+    apply = projector(PATHS)
+    for parts in (_parts(), _parts(action="x"), _parts(resource={})):
+        assert apply(parts) == project(parts, PATHS)
 
 
 def test_lists_keep_order_and_objects_do_not() -> None:
