@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -86,10 +87,18 @@ def delegate(module: str, argv: list[str]) -> int:
     return int(main(argv) or 0)
 
 
-SUITES = {
+def audit(argv: list[str]) -> int:
+    return delegate("benchmarks.audit_bench", argv)
+
+
+def detection(argv: list[str]) -> int:
+    return delegate("benchmarks.detection.__main__", argv)
+
+
+SUITES: dict[str, Callable[[list[str]], int]] = {
     "policy": policy,
-    "audit": lambda argv: delegate("benchmarks.audit_bench", argv),
-    "detection": lambda argv: delegate("benchmarks.detection.__main__", argv),
+    "audit": audit,
+    "detection": detection,
 }
 
 

@@ -230,7 +230,7 @@ class CedarAdapter(Adapter):
     def load(self, workload: Workload) -> None:
         import cedarpy
 
-        self.policies = cedarpy.PolicySet.from_str(cedar_source(workload))
+        self.policies: Any = cedarpy.PolicySet.from_str(cedar_source(workload))
         roles = sorted({role for roles in workload.users.values() for role in roles})
         graph = [
             {
@@ -240,7 +240,7 @@ class CedarAdapter(Adapter):
             }
             for user, user_roles in sorted(workload.users.items())
         ] + [{"uid": {"type": "Role", "id": role}, "attrs": {}, "parents": []} for role in roles]
-        self.entities = cedarpy.Entities.from_json_str(json.dumps(graph))
+        self.entities: Any = cedarpy.Entities.from_json_str(json.dumps(graph))
         self._is_authorized = cedarpy.is_authorized
 
     def prepare(self, request: dict[str, Any]) -> Any:
@@ -469,7 +469,7 @@ class OsoAdapter(Adapter):
 
         engine = oso.Oso()
         engine.load_str(polar_source(workload))
-        self.oso = engine
+        self.oso: Any = engine
 
     def prepare(self, request: dict[str, Any]) -> Any:
         return {

@@ -97,8 +97,7 @@ def goals(results: Sequence[Measurement], aegis: str = "Aegis") -> list[tuple[st
         peers = [(median(p, n), p) for p in PEERS if median(p, n) is not None]
         ours = median(aegis, n)
         if peers and ours is not None:
-            best, name = min(peers)  # type: ignore[type-var]
-            assert best is not None
+            best, name = min((v, p) for v, p in peers if v is not None)
             ratio = ours / best
             rows.append(
                 (f"Aegis ≤ 1/20 of the fastest peer at N={n:,}",
@@ -227,8 +226,8 @@ def plot(results: Sequence[Measurement], path: Path) -> bool:
                      label=engine)  # fmt: skip
         loaded = [m for m in rows if m.load_s is not None]
         if loaded:
-            ax2.plot([m.n_rules for m in loaded], [m.load_s * 1000 for m in loaded], marker="o",
-                     label=engine)  # fmt: skip
+            load_ms = [(m.load_s or 0.0) * 1000 for m in loaded]
+            ax2.plot([m.n_rules for m in loaded], load_ms, marker="o", label=engine)
     for ax, title, unit in ((ax1, "median latency per decision", "µs"),
                             (ax2, "load time", "ms")):  # fmt: skip
         ax.set_xscale("log")
