@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -160,7 +160,7 @@ def _safe_url(url: sa.URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def make_engine(
+def _make_engine(
     url: str | sa.URL, *, sqlite_synchronous: str = "FULL", busy_timeout: float = 30.0
 ) -> sa.Engine:
     """An engine configured for the audit table (SQLite: WAL, ``BEGIN IMMEDIATE`` writes).
@@ -307,6 +307,7 @@ class SqlAuditSink(BatchingSink):
             ``$AEGIS_AUDIT_SPILL_DIR`` (default ``~/.local/state/aegis``) for PostgreSQL.
         sqlite_synchronous: SQLite ``PRAGMA synchronous`` (``FULL`` default: durable on
             power loss; ``NORMAL`` in WAL mode survives process crashes only).
+        busy_timeout: SQLite: seconds to wait for another writer's lock before failing.
         **options: see :class:`aegis.engine.audit._batching.BatchingSink`.
 
     Raises:
@@ -327,9 +328,12 @@ class SqlAuditSink(BatchingSink):
         create_schema: bool = True,
         spill_path: str | os.PathLike[str] | None = None,
         sqlite_synchronous: str = "FULL",
+        busy_timeout: float = 30.0,
         **options: Any,
     ) -> None:
-        self._engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
+        self._engine = _make_engine(
+            url, sqlite_synchronous=sqlite_synchronous, busy_timeout=busy_timeout
+        )
         self.url = self._engine.url
         self.dialect = self._engine.dialect.name
         self._insert = _insert_sql(self._engine.dialect.paramstyle)
@@ -493,7 +497,7 @@ def _reader(engine: sa.Engine) -> Iterator[sa.Connection]:
         ) from exc
 
 
-def _chain_entries(conn: sa.Connection, chain: str) -> Iterator[Entry]:
+def _chain_entries(conn: sa.Connection, chain: str) -> Generator[Entry, None, None]:
     t = audit_records
     query = sa.select(t).where(t.c.chain == chain).order_by(t.c.seq)
     result = conn.execution_options(yield_per=1000).execute(query)
@@ -538,7 +542,7 @@ def verify_database(
     Raises:
         AuditError: bad URL, unreachable database, or no audit table.
     """
-    engine = make_engine(url)
+    engine = _make_engine(url)
     try:
         return _verify_engine(engine, anchors)
     finally:

@@ -1,0 +1,173 @@
+"""JSON-lines sink: head recovery, refusing a bad tail, tampering with lines (AUD-2)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from aegis.engine.audit import AuditRecordV1, JsonlAuditSink, verify_jsonl
+from aegis.engine.errors import AuditError, AuditIntegrityError
+
+Records = Callable[..., list[AuditRecordV1]]
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def write(path: Path, content: list[str]) -> None:
+    path.write_text("".join(content), encoding="utf-8")
+
+
+@pytest.fixture
+def audit_file(tmp_path: Path, records: Records) -> Path:
+    path = tmp_path / "audit.jsonl"
+    with JsonlAuditSink(path) as sink:
+        sink.append(records(6))
+    return path
+
+
+def test_each_line_is_one_canonical_record(audit_file: Path) -> None:
+    raw = lines(audit_file)
+    assert len(raw) == 6
+    recs = [AuditRecordV1.from_json(x) for x in raw]
+    assert [r.seq for r in recs] == [1, 2, 3, 4, 5, 6]
+    assert all(x == r.to_json() + "\n" for x, r in zip(raw, recs, strict=True))
+    assert verify_jsonl(audit_file).ok
+    assert oct(audit_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_reopen_recovers_the_head(audit_file: Path, records: Records) -> None:
+    with JsonlAuditSink(audit_file) as sink:
+        assert sink.head().seq == 6
+        assert sink.chain == "decisions"
+        out = sink.append(records(2))
+    assert [r.seq for r in out] == [7, 8]
+    result = verify_jsonl(audit_file)
+    assert (result.ok, result.checked) == (True, 8)
+
+
+def test_one_chain_per_file(audit_file: Path, records: Records) -> None:
+    with pytest.raises(AuditError, match="holds chain `decisions`"):
+        JsonlAuditSink(audit_file, chain="events")
+    with JsonlAuditSink(audit_file) as sink, pytest.raises(AuditError, match="keeps chain"):
+        sink.append(records(1, chain="events"))
+
+
+def test_torn_last_line_is_cut_on_reopen(audit_file: Path, records: Records) -> None:
+    with audit_file.open("a", encoding="utf-8") as fh:
+        fh.write('{"allow":[],"chain":"deci')  # a crash in the middle of a write
+    with JsonlAuditSink(audit_file) as sink:
+        assert sink.append(records(1))[0].seq == 7
+    assert verify_jsonl(audit_file).ok
+
+
+def test_AUD2_refuses_to_append_after_a_bad_tail(audit_file: Path) -> None:
+    content = lines(audit_file)
+    content[-1] = content[-1].replace("api-5", "api-X")
+    write(audit_file, content)
+    with pytest.raises(AuditIntegrityError, match="does not verify at its tail"):
+        JsonlAuditSink(audit_file)
+    content = lines(audit_file)
+    write(audit_file, content[:-2] + content[-1:])  # last line no longer follows
+    with pytest.raises(AuditIntegrityError):
+        JsonlAuditSink(audit_file)
+
+
+def test_AUD2_edited_line_is_named(audit_file: Path) -> None:
+    content = lines(audit_file)
+    content[2] = content[2].replace('"decision":"DENY"', '"decision":"ALLOW"')
+    write(audit_file, content)
+    result = verify_jsonl(audit_file)
+    assert (result.ok, result.problem, result.first_bad_seq, result.where) == (
+        False,
+        "changed",
+        3,
+        "line 3",
+    )
+
+
+def test_AUD2_deleted_line_is_named(audit_file: Path) -> None:
+    content = lines(audit_file)
+    del content[3]
+    write(audit_file, content)
+    result = verify_jsonl(audit_file)
+    assert (result.problem, result.first_bad_seq, result.where) == ("deleted", 4, "line 4")
+
+
+def test_AUD2_inserted_line_is_named(audit_file: Path) -> None:
+    content = lines(audit_file)
+    content.insert(4, content[1])
+    write(audit_file, content)
+    result = verify_jsonl(audit_file)
+    assert (result.problem, result.first_bad_seq, result.where) == ("inserted", 5, "line 5")
+
+
+def test_AUD2_inserted_garbage_line_is_named(audit_file: Path) -> None:
+    content = lines(audit_file)
+    content.insert(2, "not json at all\n")
+    write(audit_file, content)
+    result = verify_jsonl(audit_file)
+    assert (result.problem, result.first_bad_seq, result.where) == ("changed", 3, "line 3")
+
+
+def test_AUD2_swapped_lines_are_named(audit_file: Path) -> None:
+    content = lines(audit_file)
+    content[1], content[2] = content[2], content[1]
+    write(audit_file, content)
+    result = verify_jsonl(audit_file)
+    assert (result.problem, result.first_bad_seq, result.where) == ("reordered", 2, "line 2")
+
+
+def test_AUD2_rewritten_and_rehashed_line_is_named(audit_file: Path) -> None:
+    content = lines(audit_file)
+    rec = AuditRecordV1.from_json(content[3])
+    prev = AuditRecordV1.from_json(content[2])
+    forged = rec._clone(reason="forged").sealed(4, prev.hash or "")
+    content[3] = forged.to_json() + "\n"
+    write(audit_file, content)
+    result = verify_jsonl(audit_file)
+    assert (result.problem, result.first_bad_seq) == ("changed", 4)
+
+
+def test_two_sinks_on_one_file_interleave_safely(tmp_path: Path, records: Records) -> None:
+    path = tmp_path / "shared.jsonl"
+    sinks = [JsonlAuditSink(path), JsonlAuditSink(path)]
+
+    def writer(k: int) -> None:
+        for i in range(20):
+            sinks[k % 2].append(records(1, start=k * 100 + i))
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for s in sinks:
+        s.close()
+    result = verify_jsonl(path)
+    assert (result.ok, result.checked) == (True, 120)
+
+
+def test_async_mode_flushes_on_close(tmp_path: Path, records: Records) -> None:
+    path = tmp_path / "async.jsonl"
+    sink = JsonlAuditSink(path, mode="async")
+    for i in range(50):
+        returned = sink.append(records(2, start=2 * i))
+        assert returned[0].seq is None  # accepted, not yet sealed
+    sink.close()
+    result = verify_jsonl(path)
+    assert (result.ok, result.checked) == (True, 100)
+    ids = [json.loads(x)["id"] for x in lines(path)]
+    assert len(set(ids)) == 100
+
+
+def test_unreadable_file_is_an_audit_error(tmp_path: Path) -> None:
+    with pytest.raises(AuditError, match="cannot read audit file"):
+        verify_jsonl(tmp_path / "missing.jsonl")
+    with pytest.raises(AuditError, match="cannot open audit file"):
+        JsonlAuditSink(tmp_path)  # a directory
