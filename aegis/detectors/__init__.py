@@ -31,30 +31,41 @@ from aegis.detectors.errors import (
 
 if TYPE_CHECKING:
     from aegis.detectors.anomaly import AnomalyDetector
+    from aegis.detectors.classifier import FailureClassifier
+    from aegis.detectors.detector import MetricsDetector
     from aegis.detectors.features import CausalFeatures
+    from aegis.detectors.scenarios import SCENARIO_METRICS, generate_scenarios
 
 __all__ = [
     "ACTION_KINDS",
     "DEFAULT_ACTIONS",
     "FAILURE_TYPES",
+    "SCENARIO_METRICS",
     "ActionMapping",
     "AnomalyDetector",
     "CausalFeatures",
     "Detector",
     "DetectorError",
+    "FailureClassifier",
     "Finding",
     "InvalidDataError",
     "MetricContribution",
     "MetricSourceError",
+    "MetricsDetector",
     "ModelIntegrityError",
     "NotFittedError",
     "RecommendedAction",
     "Severity",
+    "generate_scenarios",
 ]
 
 _LAZY: dict[str, str] = {
     "AnomalyDetector": "aegis.detectors.anomaly",
     "CausalFeatures": "aegis.detectors.features",
+    "FailureClassifier": "aegis.detectors.classifier",
+    "MetricsDetector": "aegis.detectors.detector",
+    "SCENARIO_METRICS": "aegis.detectors.scenarios",
+    "generate_scenarios": "aegis.detectors.scenarios",
 }
 
 
