@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import warnings
 from collections.abc import Callable
@@ -49,8 +50,9 @@ class RecordingMailer:
 
     def last_token(self, recipient: str) -> str:
         for to, _, body in reversed(self.sent):
-            if to == recipient and "token" in body:
-                return body.strip().split()[-1].split("token=")[-1]
+            found = re.findall(r"(?:token=|\n\n)([A-Za-z0-9_-]{40,})\b", body)
+            if to == recipient and found:
+                return str(found[-1])
         raise AssertionError(f"no token mailed to {recipient}")
 
 

@@ -119,14 +119,14 @@ class Rotation:
 
     Attributes:
         outcome: ``rotated``; ``unknown`` (never issued); ``reused`` (already used: family
-            revoked, SES-3); ``expired`` (idle or absolute lifetime passed, or family revoked);
+            revoked, SES-3); ``revoked`` (unused, but its family was ended); ``expired`` (idle or absolute lifetime passed, or family revoked);
             ``inactive`` (the user is disabled).
         user_id: the token's user, when known.
         session_id: the token's family, when known.
         refresh_token: the new refresh token (``rotated`` only).
     """
 
-    outcome: Literal["rotated", "unknown", "reused", "expired", "inactive"]
+    outcome: Literal["rotated", "unknown", "reused", "revoked", "expired", "inactive"]
     user_id: str | None = None
     session_id: str | None = None
     refresh_token: str | None = None
@@ -183,12 +183,14 @@ def rotate_refresh_token(
     ).first()
     if won is None:
         row = session.execute(
-            sa.select(RefreshToken.family_id, SessionRow.user_id)
+            sa.select(RefreshToken.family_id, SessionRow.user_id, RefreshToken.used_at)
             .join(SessionRow, SessionRow.id == RefreshToken.family_id)
             .where(RefreshToken.token_hash == digest)
         ).first()
         if row is None:
             return Rotation("unknown")
+        if row.used_at is None:  # never used, but its family was revoked (logout, reset …)
+            return Rotation("revoked", user_id=row.user_id, session_id=row.family_id)
         revoke_family(session, row.family_id, now, "refresh_reuse")
         return Rotation("reused", user_id=row.user_id, session_id=row.family_id)
     token_id, family_id = won

@@ -250,7 +250,7 @@ async def refresh(request: Request) -> Response:
                 request_id=rid,
                 details={"session": result.session_id},
             )
-        elif result.outcome in ("expired", "inactive"):
+        elif result.outcome in ("expired", "inactive", "revoked"):
             append_event(
                 session,
                 at=now,
