@@ -118,9 +118,9 @@ class Rotation:
     """The outcome of presenting a refresh token.
 
     Attributes:
-        outcome: ``rotated``; ``unknown`` (never issued); ``reused`` (already used: family
-            revoked, SES-3); ``revoked`` (unused, but its family was ended); ``expired`` (idle or absolute lifetime passed, or family revoked);
-            ``inactive`` (the user is disabled).
+        outcome: ``rotated``; ``unknown`` (never issued); ``reused`` (already used:
+            family revoked, SES-3); ``revoked`` (unused, but its family was ended);
+            ``expired`` (idle or absolute lifetime passed); ``inactive`` (user disabled).
         user_id: the token's user, when known.
         session_id: the token's family, when known.
         refresh_token: the new refresh token (``rotated`` only).
