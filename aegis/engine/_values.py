@@ -119,26 +119,44 @@ class NormalizeError(ValueError):
         self.path = path
 
 
-def _number(value: object, where: str) -> Decimal:
+_Where: TypeAlias = "str | tuple[_Where, str | int]"
+"""Where a value sits: the root's name, or (parent, key). Rendered only for messages."""
+
+
+def _render(where: _Where) -> str:
+    keys: list[str | int] = []
+    while isinstance(where, tuple):
+        where, key = where
+        keys.append(key)
+    text = where
+    for key in reversed(keys):
+        if isinstance(key, int):
+            text = f"{text}[{key}]"
+        elif _IDENT.fullmatch(key):
+            text = f"{text}.{key}"
+        else:
+            text = f"{text}[{format_string(key)}]"
+    return text
+
+
+def _fail(where: _Where, problem: str) -> NormalizeError:
+    """The error for the value at ``where``: `` `resource.x` <problem> ``."""
+    path = _render(where)
+    return NormalizeError(f"`{show(path)}` {problem}", path)
+
+
+def _number(value: object, where: _Where) -> Decimal:
     if isinstance(value, int):
         return Decimal(int(value))
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise NormalizeError(f"`{show(where)}` is not a finite number", where)
+            raise _fail(where, "is not a finite number")
         # INVARIANT: repr() is the shortest text that reads back as the same float (§2).
         return Decimal(repr(float(value)))
     assert isinstance(value, Decimal)
     if not value.is_finite():
-        raise NormalizeError(f"`{show(where)}` is not a finite number", where)
+        raise _fail(where, "is not a finite number")
     return value
-
-
-def _child(where: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{where}[{key}]"
-    if _IDENT.fullmatch(key):
-        return f"{where}.{key}"
-    return f"{where}[{format_string(key)}]"
 
 
 def normalize(value: object, where: str = "value") -> JsonValue:
@@ -160,44 +178,40 @@ def normalize(value: object, where: str = "value") -> JsonValue:
         NormalizeError: the value (or something inside it) is not JSON: a non-string key, a
             NaN or infinite number, or an object of another type.
     """
-    # Each frame: (source value, path text, destination container or None, key in it).
     root: list[JsonValue] = [None]
-    # Pending conversions; containers are filled in after their children (post-order).
-    stack: list[tuple[object, str, list[JsonValue] | dict[str, JsonValue], int | str]] = [
+    # Each frame: (source value, where it sits, destination container, slot in it).
+    # Containers are created before their children and filled in as these are converted.
+    stack: list[tuple[object, _Where, list[JsonValue] | dict[str, JsonValue], int | str]] = [
         (value, where, root, 0)
     ]
     finishers: list[tuple[list[JsonValue] | dict[str, JsonValue], int | str, list[JsonValue]]] = []
     while stack:
-        item, path, dest, slot = stack.pop()
+        item, at, dest, slot = stack.pop()
         converted: JsonValue
         if item is None or isinstance(item, bool):
             converted = item
         elif isinstance(item, str):
             converted = str(item)
         elif isinstance(item, int | float | Decimal):
-            converted = _number(item, path)
+            converted = _number(item, at)
         elif isinstance(item, Mapping):
             fields: dict[str, JsonValue] = {}
             for key, child in item.items():
                 if not isinstance(key, str):
-                    raise NormalizeError(
-                        f"`{show(path)}` has a key that is not a string: `{show(safe_repr(key))}`",
-                        path,
-                    )
-                fields[str(key)] = None
-                stack.append((child, _child(path, str(key)), fields, str(key)))
+                    raise _fail(at, f"has a key that is not a string: `{show(safe_repr(key))}`")
+                name = str(key)
+                fields[name] = None
+                stack.append((child, (at, name), fields, name))
             converted = MappingProxyType(fields)
         elif isinstance(item, list | tuple):
             items: list[JsonValue] = [None] * len(item)
             for index, child in enumerate(item):
-                stack.append((child, _child(path, index), items, index))
+                stack.append((child, (at, index), items, index))
             # Lists are turned into tuples once their items are filled in.
             finishers.append((dest, slot, items))
             continue
         else:
-            raise NormalizeError(
-                f"`{show(path)}` is not a JSON value (a {type(item).__name__})", path
-            )
+            raise _fail(at, f"is not a JSON value (a {type(item).__name__})")
         _store(dest, slot, converted)
     # Children of a list are converted before the list is frozen: freeze innermost first.
     for list_dest, list_slot, filled in reversed(finishers):
