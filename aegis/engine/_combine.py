@@ -59,7 +59,7 @@ def combine(results: Iterable[RuleResult], version: str) -> Decision:
     deny_matched = [r for r in ordered if r.effect == "deny" and r.outcome is Outcome.MATCH]
     deny_errored = [r for r in ordered if r.effect == "deny" and r.outcome is Outcome.ERROR]
     errors = tuple(
-        RuleError(rule=r.name, message=r.message or "evaluation failed")
+        RuleError(rule=r.name, message=r.message if r.message is not None else "evaluation failed")
         for r in ordered
         if r.outcome is Outcome.ERROR
     )
@@ -72,7 +72,8 @@ def combine(results: Iterable[RuleResult], version: str) -> Decision:
             # §6.1: a deny rule matches → DENY; the reason comes from the first matching
             # deny rule by name (its `reason`, or a generic sentence).
             first = deny_matched[0]
-            decision, reason = "DENY", first.reason or f'denied by rule "{first.name}"'
+            decision = "DENY"
+            reason = first.reason if first.reason is not None else f'denied by rule "{first.name}"'
         case (False, True, _):
             # §6.1: no deny rule matches but one errors → DENY (fail closed); the reason
             # names the first erroring deny rule by name and its error.

@@ -62,6 +62,10 @@ def test_the_reason_of_the_first_matching_deny_rule_is_used() -> None:
     assert decision.reason == "frozen"
 
 
+def test_an_empty_reason_is_still_the_reason() -> None:
+    assert combine([_deny("a", M, reason="")], VERSION).reason == ""
+
+
 def test_a_matching_deny_rule_decides_the_reason_even_when_an_earlier_one_errors() -> None:
     decision = combine([_deny("a", E, message="boom"), _deny("b", M, reason="frozen")], VERSION)
     assert decision.reason == "frozen"

@@ -378,3 +378,30 @@ def test_evaluation_never_raises_on_valid_requests(
 
 
 _EVERY_OPERATOR_ENGINE = PolicyEngine.from_texts({"every.aegis": _EVERY_OPERATOR})
+
+
+# ----------------------------------------------------------------------------- version
+
+
+def test_version_ignores_file_names_order_comments_and_layout() -> None:
+    a = 'allow "a" { action == "read" }\n'
+    b = 'deny "b" {\n    resource.kind == "secret"   # no secrets\n    reason "no"\n}\n'
+    relaid = '# comment\ndeny "b" { resource.kind == "secret" reason "no" }\n\n\nallow "a" {action=="read"}'
+    versions = {
+        PolicyEngine.from_texts({"x.aegis": a, "y.aegis": b}).version,
+        PolicyEngine.from_texts({"y.aegis": b, "x.aegis": a}).version,
+        PolicyEngine.from_texts({"other.aegis": b + a}).version,
+        PolicyEngine.from_texts({"one.aegis": relaid}).version,
+    }
+    assert len(versions) == 1
+
+
+def test_version_changes_with_a_rule_or_a_timezone() -> None:
+    base = PolicyEngine.from_texts({"p.aegis": 'allow "a" { time.hour > 8 }'}).version
+    changed = PolicyEngine.from_texts({"p.aegis": 'allow "a" { time.hour > 9 }'}).version
+    zoned = PolicyEngine.from_texts(
+        {"p.aegis": 'timezone "Europe/Berlin"\nallow "a" { time.hour > 8 }'}
+    ).version
+    renamed = PolicyEngine.from_texts({"p.aegis": 'allow "b" { time.hour > 8 }'}).version
+    effect = PolicyEngine.from_texts({"p.aegis": 'deny "a" { time.hour > 8 }'}).version
+    assert len({base, changed, zoned, renamed, effect}) == 5
