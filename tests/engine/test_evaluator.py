@@ -386,7 +386,10 @@ _EVERY_OPERATOR_ENGINE = PolicyEngine.from_texts({"every.aegis": _EVERY_OPERATOR
 def test_version_ignores_file_names_order_comments_and_layout() -> None:
     a = 'allow "a" { action == "read" }\n'
     b = 'deny "b" {\n    resource.kind == "secret"   # no secrets\n    reason "no"\n}\n'
-    relaid = '# comment\ndeny "b" { resource.kind == "secret" reason "no" }\n\n\nallow "a" {action=="read"}'
+    relaid = (
+        '# comment\ndeny "b" { resource.kind == "secret" reason "no" }\n\n\n'
+        'allow "a" {action=="read"}'
+    )
     versions = {
         PolicyEngine.from_texts({"x.aegis": a, "y.aegis": b}).version,
         PolicyEngine.from_texts({"y.aegis": b, "x.aegis": a}).version,
