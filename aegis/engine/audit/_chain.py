@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -186,7 +187,8 @@ def verify(
             span = (
                 f"seq {expected}" if last_missing == expected else f"seq {expected}-{last_missing}"
             )
-            return bad(expected, "deleted", f"{span} missing before seq {rec.seq}", entry)
+            gone = bad(expected, "deleted", f"{span} missing before seq {rec.seq}", entry)
+            return dataclasses.replace(gone, bad_id=None)  # the record is gone
         if rec.seq == expected - 1 and expected > 1:
             return bad(rec.seq, "inserted", f"seq {rec.seq} appears twice", entry)
         return bad(

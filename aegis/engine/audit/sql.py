@@ -543,6 +543,11 @@ def verify_database(
         AuditError: bad URL, unreachable database, or no audit table.
     """
     engine = _make_engine(url)
+    database = engine.url.database
+    in_file = engine.dialect.name == "sqlite" and database and database != ":memory:"
+    if in_file and not Path(str(database)).is_file():  # connecting would create it, empty
+        engine.dispose()
+        raise AuditError(f"no audit database file `{database}`")
     try:
         return _verify_engine(engine, anchors)
     finally:
