@@ -34,7 +34,14 @@ if TYPE_CHECKING:
     from aegis.detectors.classifier import FailureClassifier
     from aegis.detectors.detector import MetricsDetector
     from aegis.detectors.features import CausalFeatures
+    from aegis.detectors.persistence import ModelRegistry, ModelVersion, load_model, save_model
     from aegis.detectors.scenarios import SCENARIO_METRICS, generate_scenarios
+    from aegis.detectors.sources import (
+        InMemorySource,
+        MetricSource,
+        PrometheusSource,
+        read_metrics_file,
+    )
 
 __all__ = [
     "ACTION_KINDS",
@@ -48,15 +55,23 @@ __all__ = [
     "DetectorError",
     "FailureClassifier",
     "Finding",
+    "InMemorySource",
     "InvalidDataError",
     "MetricContribution",
+    "MetricSource",
     "MetricSourceError",
     "MetricsDetector",
     "ModelIntegrityError",
+    "ModelRegistry",
+    "ModelVersion",
     "NotFittedError",
+    "PrometheusSource",
     "RecommendedAction",
     "Severity",
     "generate_scenarios",
+    "load_model",
+    "read_metrics_file",
+    "save_model",
 ]
 
 _LAZY: dict[str, str] = {
@@ -66,6 +81,14 @@ _LAZY: dict[str, str] = {
     "MetricsDetector": "aegis.detectors.detector",
     "SCENARIO_METRICS": "aegis.detectors.scenarios",
     "generate_scenarios": "aegis.detectors.scenarios",
+    "InMemorySource": "aegis.detectors.sources",
+    "MetricSource": "aegis.detectors.sources",
+    "PrometheusSource": "aegis.detectors.sources",
+    "read_metrics_file": "aegis.detectors.sources",
+    "ModelRegistry": "aegis.detectors.persistence",
+    "ModelVersion": "aegis.detectors.persistence",
+    "load_model": "aegis.detectors.persistence",
+    "save_model": "aegis.detectors.persistence",
 }
 
 
