@@ -32,7 +32,7 @@ def make_env(tmp_path: Path) -> Iterator[EnvFactory]:
         upgrade(db.engine)
         clock, mailer = FakeClock(), RecordingMailer()
         app = create_app(settings, clock=clock, mailer=mailer, database=db)
-        client = TestClient(app, raise_server_exceptions=False)
+        client = TestClient(app, raise_server_exceptions=False, client=("127.0.0.1", 50000))
         client.__enter__()
         env = Env(app, client, settings, clock, mailer, db)
         made.append(env)

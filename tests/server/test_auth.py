@@ -11,7 +11,13 @@ import pytest
 import sqlalchemy as sa
 from server_helpers import USER_PASSWORD, Env, bearer
 
-from aegis.server.db.models import AuditEvent, RefreshToken, ResetToken, User
+from aegis.server.db.models import (
+    AuditEvent,
+    RefreshToken,
+    ResetToken,
+    RevokedAccessToken,
+    User,
+)
 
 
 def _actions(env: Env) -> list[str]:
@@ -159,6 +165,9 @@ def test_SES5_logout_ends_refresh_and_access_tokens(env: Env) -> None:
     )
     assert response.status_code == 204
     assert env.client.get("/api/v1/users/me", headers=bearer(pair)).status_code == 401
+    with env.db.engine.connect() as conn:
+        denied = list(conn.execute(sa.select(RevokedAccessToken.jti)).scalars())
+    assert len(denied) == 1  # the access token's jti is denylisted until it expires
     refreshed = env.client.post(
         "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
     )

@@ -150,7 +150,8 @@ def test_PW4_change_needs_the_current_password(env: Env) -> None:
         json={"current_password": "wrong guess here", "new_password": "another good phrase"},
         headers=bearer(pair),
     )
-    assert wrong.status_code == 403
+    assert wrong.status_code == 422
+    assert wrong.json()["error"]["message"] == "the current password is incorrect"
 
 
 def test_PW4_admins_need_fifteen_characters(env: Env) -> None:

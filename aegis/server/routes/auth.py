@@ -286,8 +286,9 @@ async def refresh(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """End a session: revoke its refresh-token family and denylist the access token (SES-5).
 
-    Answers 204 whatever the token, so it reveals nothing; the access token of the request (if
-    any, and valid) is denylisted until it expires.
+    Answers 204 whatever the token, so it reveals nothing. Access tokens of the session stop
+    working at once (they carry the session id); the request's own access token, when it
+    belongs to that session, is also denylisted by ``jti`` until it expires.
     """
     ctx = context(request)
     data = body(request, LogoutRequestV1)
@@ -309,8 +310,10 @@ async def logout(request: Request) -> Response:
                 request_id=rid,
                 details={"session": family_id},
             )
-        if caller is not None:
-            repo.denylist_access_token(session, caller.token_id, caller.token_expires_at, now)
+            # The family's access tokens already fail (they carry its id); the caller's own
+            # token is also denylisted by jti, as SES-5 asks.
+            if caller is not None and caller.session_id == family_id:
+                repo.denylist_access_token(session, caller.token_id, caller.token_expires_at, now)
 
     await ctx.db.run(end)
     return Response(status_code=204)

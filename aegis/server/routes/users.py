@@ -106,7 +106,7 @@ async def change_password(request: Request) -> Response:
     ok, _ = await ctx.hasher.verify(data.current_password, user.password_hash)
     if not ok:
         await ctx.throttle.failed(repo.email_key(me.email), where)
-        raise ApiError("auth.forbidden", "the current password is incorrect")
+        raise ApiError("password.rejected", "the current password is incorrect")
     check_password_policy(
         data.new_password,
         extra_common=ctx.extra_common,
