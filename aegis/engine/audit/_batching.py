@@ -152,7 +152,9 @@ class BatchingSink:
         if not batch:
             return []
         batch = [
-            r if r.seq is None and r.prev_hash is None and r.hash is None else r.unsealed()
+            (
+                r if r.seq is None and r.prev_hash is None and r.hash is None else r.unsealed()
+            ).prepare()  # serialise here, in the caller's thread, not under the chain lock
             for r in batch
         ]
         if self.mode == "async":

@@ -8,7 +8,7 @@ import json
 import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -128,7 +128,7 @@ def _jsonable(value: Any, where: str) -> Any:
     return _scalar(value, where)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: _clone copies __dict__ in one call (hot path)
 class AuditRecordV1:
     """One audit record, version 1 of the format (habit H12).
 
@@ -173,6 +173,7 @@ class AuditRecordV1:
     hash: str | None = None
     schema_version: int = SCHEMA_VERSION
     _body: str | None = field(default=None, init=False, repr=False, compare=False)
+    _parts: tuple[str, str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # INVARIANT: request and data hold plain JSON (normalised once, here).
@@ -187,10 +188,32 @@ class AuditRecordV1:
 
     def _clone(self, **changes: Any) -> AuditRecordV1:
         new = object.__new__(AuditRecordV1)
-        for name in _INIT_FIELDS:
-            object.__setattr__(new, name, changes[name] if name in changes else getattr(self, name))
-        object.__setattr__(new, "_body", None)
+        state = new.__dict__
+        state.update(self.__dict__)
+        state.update(changes)
+        state["_body"] = None
+        state["_parts"] = None
         return new
+
+    def prepare(self) -> AuditRecordV1:
+        """Pre-serialise everything but ``seq`` and ``prev_hash``; returns ``self``.
+
+        Sinks call it in the caller's thread so that the writer, which holds the chain lock,
+        only splices the two chain fields in. Optional: sealing works without it.
+        """
+        if self._parts is None:
+            body = self.to_dict()
+            del body["hash"]
+            items = {k: f"{canonical_json(k)}:{canonical_json(v)}" for k, v in body.items()}
+            keys = sorted(items)
+            i_prev, i_seq = keys.index("prev_hash"), keys.index("seq")
+            # INVARIANT: canonical JSON of an object is "{" + ",".join("key:value") + "}" in
+            # key order, so the body is prefix + prev_hash + middle + seq + suffix.
+            prefix = "{" + "".join(items[k] + "," for k in keys[:i_prev]) + '"prev_hash":'
+            middle = "".join("," + items[k] for k in keys[i_prev + 1 : i_seq]) + ',"seq":'
+            suffix = "".join("," + items[k] for k in keys[i_seq + 1 :]) + "}"
+            object.__setattr__(self, "_parts", (prefix, middle, suffix))
+        return self
 
     @property
     def is_sealed(self) -> bool:
@@ -247,11 +270,11 @@ class AuditRecordV1:
 
     def sealed(self, seq: int, prev_hash: str) -> AuditRecordV1:
         """A copy placed at ``seq`` after a record hashing to ``prev_hash``, with its hash."""
-        placed = self._clone(seq=seq, prev_hash=prev_hash, hash=None)
-        body = placed.body_json()
+        prefix, middle, suffix = self.prepare()._parts  # type: ignore[misc]
+        body = f'{prefix}"{prev_hash}"{middle}{seq}{suffix}'
         digest = hashlib.sha256(bytes.fromhex(prev_hash) + body.encode("utf-8")).hexdigest()
-        object.__setattr__(placed, "hash", digest)
-        object.__setattr__(placed, "_body", body)
+        placed = self._clone(seq=seq, prev_hash=prev_hash, hash=digest)
+        placed.__dict__["_body"] = body
         return placed
 
     def unsealed(self) -> AuditRecordV1:
@@ -330,9 +353,6 @@ class AuditRecordV1:
         except ValueError as exc:
             raise AuditError(f"audit record is not valid JSON: {exc}") from exc
         return cls.from_dict(raw)
-
-
-_INIT_FIELDS = tuple(f.name for f in fields(AuditRecordV1) if f.init)
 
 
 class Masker:

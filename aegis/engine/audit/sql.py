@@ -258,7 +258,11 @@ def _row_for(rec: AuditRecordV1, dialect: str) -> tuple[Any, ...]:
         raise AuditError(f"audit record time `{rec.time}` has no UTC offset")
     when: Any = moment
     if dialect == "sqlite":  # SQLAlchemy's SQLite DateTime storage format, naive UTC
-        when = _naive_utc(moment).strftime("%Y-%m-%d %H:%M:%S.%f")
+        t = rec.time
+        if len(t) == 27 and t[10] == "T" and t[-1] == "Z":  # our own utc_timestamp() form
+            when = f"{t[:10]} {t[11:26]}"
+        else:
+            when = _naive_utc(moment).strftime("%Y-%m-%d %H:%M:%S.%f")
     return (
         rec.chain,
         rec.seq,
@@ -337,6 +341,11 @@ class SqlAuditSink(BatchingSink):
         self.url = self._engine.url
         self.dialect = self._engine.dialect.name
         self._insert = _insert_sql(self._engine.dialect.paramstyle)
+        mark = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
+        self._head_sql = (
+            f"SELECT seq, hash FROM {TABLE_NAME} WHERE chain = {mark} "  # noqa: S608 - constants
+            f"ORDER BY seq DESC LIMIT 1"
+        )
         if mode == "async" and spill_path is None:
             spill_path = _default_spill(self.url)
         try:
@@ -406,12 +415,10 @@ class SqlAuditSink(BatchingSink):
 
     # -- writing --------------------------------------------------------------------------
 
-    @staticmethod
-    def _head_query(chain: str) -> sa.Select[Any]:
-        t = audit_records
-        return (
-            sa.select(t.c.seq, t.c.hash).where(t.c.chain == chain).order_by(t.c.seq.desc()).limit(1)
-        )
+    def _head(self, conn: sa.Connection, chain: str) -> ChainHead:
+        # driver-level SQL: compiling a Core select per batch is measurable on the hot path
+        last = conn.exec_driver_sql(self._head_sql, (chain,)).first()
+        return ChainHead(int(last[0]), str(last[1])) if last else ChainHead()
 
     def _write(self, records: Sequence[AuditRecordV1]) -> list[AuditRecordV1]:
         out: list[AuditRecordV1 | None] = [None] * len(records)
@@ -423,8 +430,7 @@ class SqlAuditSink(BatchingSink):
                     check_chain_name(chain)
                     if self.dialect == "postgresql":
                         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(chain))))
-                    last = conn.execute(self._head_query(chain)).first()
-                    head = ChainHead(int(last[0]), str(last[1])) if last else ChainHead()
+                    head = self._head(conn, chain)
                     idx = groups[chain]
                     sealed, _ = seal([records[i] for i in idx], head)
                     for i, rec in zip(idx, sealed, strict=True):
@@ -466,10 +472,9 @@ class SqlAuditSink(BatchingSink):
         try:
             with self._engine.connect() as conn:
                 conn.execution_options(aegis_audit_read=True)
-                last = conn.execute(self._head_query(chain)).first()
+                return self._head(conn, chain)
         except sa.exc.SQLAlchemyError as exc:
             raise AuditError(f"audit read failed: {_describe(exc)}") from exc
-        return ChainHead(int(last[0]), str(last[1])) if last else ChainHead()
 
     def records(self, chain: str) -> list[AuditRecordV1]:
         """Every record of ``chain`` in seq order, parsed from the hashed bodies.
