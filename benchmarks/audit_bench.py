@@ -203,7 +203,8 @@ def markdown(rows: list[Row], info: dict[str, str], seconds: float) -> str:
         "",
         f"Run of {seconds:g} s per row. Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()),
         "",
-        "| backend | mode | callers | records | records/s | append p50 ms | append p99 ms | verified |",
+        "| backend | mode | callers | records | records/s | append p50 ms | append p99 ms "
+        "| verified |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
