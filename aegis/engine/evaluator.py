@@ -7,11 +7,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from aegis.engine._combine import RuleResult, combine
-from aegis.engine._reference import evaluate_rule
+from aegis.engine._compiler import CompiledPolicySet
 from aegis.engine.decision import Decision
 from aegis.engine.errors import InvalidRequestError
-from aegis.engine.request import Request, parse_request
+from aegis.engine.request import parse_request
 from aegis.lang.diagnostics import Severity
 from aegis.lang.errors import PolicyLoadError
 from aegis.lang.loader import PolicySet, load_paths, load_texts
@@ -64,13 +63,14 @@ class PolicyEngine:
         SchemaError: the schema file is unreadable or malformed.
     """
 
-    __slots__ = ("_policy_set", "_schema")
+    __slots__ = ("_compiled", "_policy_set", "_schema")
 
     def __init__(self, policy_set: PolicySet, schema: SchemaSource = None) -> None:
         self._policy_set = policy_set
         self._schema = _load_schema(schema)
         if self._schema is not None:
             _validate(policy_set, self._schema)
+        self._compiled = CompiledPolicySet(policy_set)
 
     # ------------------------------------------------------------------ construction
 
@@ -148,22 +148,16 @@ class PolicyEngine:
             InvalidRequestError: the request breaks spec §4 or does not conform to the
                 engine's schema, or ``now`` is not timezone-aware.
         """
-        parsed = parse_request(request, now=now)
         if self._schema is not None:
+            parse_request(request, now=now)  # spec §4 first: an invalid request is not judged
             problems = self._schema.check_request(request)
             if problems:
                 raise InvalidRequestError(
                     "the request does not conform to the schema: " + "; ".join(problems)
                 )
-        return combine(self._evaluate_rules(parsed), self.version)
-
-    def _evaluate_rules(self, request: Request) -> list[RuleResult]:
-        """One result per rule: the single step a compiled evaluator replaces.
-
-        The reference interpreter evaluates every rule literally (spec §5–§6); faster
-        evaluators must give the same results (spec §8), with this one as their oracle.
-        """
-        return [evaluate_rule(rule, request) for rule in self._policy_set.rules]
+        # The compiled, indexed evaluator; the reference interpreter (aegis.engine._reference)
+        # is its oracle in the differential tests (spec §8).
+        return self._compiled.evaluate(request, now)
 
 
 def _load_schema(schema: SchemaSource) -> Schema | None:

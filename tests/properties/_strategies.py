@@ -131,3 +131,78 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
     if context or draw(st.booleans()):
         request["context"] = context
     return request
+
+
+# -- rules with pins, for the index ----------------------------------------------------------
+def _pin() -> st.SearchStrategy[ast.Expr]:
+    action_eq = st.sampled_from(ACTIONS).map(
+        lambda a: ast.Compare("==", ast.Path("action"), ast.StringLit(a))
+    )
+    action_in = st.lists(st.sampled_from(ACTIONS), max_size=3).map(
+        lambda xs: ast.Membership(ast.Path("action"), ast.ListLit(tuple(map(ast.StringLit, xs))))
+    )
+    kind_eq = st.tuples(st.sampled_from(["resource", "principal"]), literals).map(
+        lambda t: ast.Compare("==", t[1], ast.Path(t[0], ("kind",)))
+    )
+    role_in = literals.map(lambda lit: ast.Membership(lit, ast.Path("principal", ("roles",))))
+    label_in = string_lits.map(lambda lit: ast.Membership(lit, ast.Path("resource", ("labels",))))
+    hours = st.tuples(st.integers(0, 23), st.integers(0, 23), st.sampled_from(["time", "resource"]))
+    hour_in = hours.map(
+        lambda t: ast.Membership(
+            ast.Path(t[2], ("hour" if t[2] == "time" else "replicas",)),
+            ast.RangeLit(ast.NumberLit(Decimal(t[0])), ast.NumberLit(Decimal(t[1]))),
+        )
+    )
+    return st.one_of(action_eq, action_in, kind_eq, role_in, label_in, hour_in)
+
+
+pinned_rules = st.builds(
+    ast.Rule,
+    st.sampled_from(["allow", "deny"]),
+    st.just("t"),
+    st.tuples(
+        st.lists(_pin(), min_size=0, max_size=3),
+        st.lists(exprs, max_size=1),
+    ).map(lambda t: tuple(t[0] + t[1])),
+    st.none() | strings,
+    st.just(()),
+    st.sampled_from(["UTC", "Europe/Berlin", "Asia/Kolkata"]),
+)
+
+
+@st.composite
+def large_rule_sets(draw: st.DrawFn, max_rules: int = 1000) -> list[ast.Rule]:
+    """Up to ``max_rules`` rules, replicated from a few dozen generated templates."""
+    templates = draw(st.lists(pinned_rules | rules(), min_size=1, max_size=30))
+    size = draw(st.integers(0, max_rules))
+    return [
+        ast.Rule(
+            t.effect,
+            f"{i:04d}-{t.effect}",
+            t.conditions,
+            t.reason,
+            t.annotations,
+            t.timezone,
+        )
+        for i in range(size)
+        for t in [templates[i % len(templates)]]
+    ]
+
+
+@st.composite
+def index_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """Requests whose attributes hit the pins above often (and miss them, and mistype them)."""
+    request = draw(requests())
+    if draw(st.booleans()):
+        request["principal"]["roles"] = draw(
+            st.lists(st.sampled_from(STRINGS) | st.integers(0, 3), max_size=4) | json_values
+        )
+    if draw(st.booleans()):
+        request["resource"]["labels"] = draw(
+            st.dictionaries(st.sampled_from(STRINGS), json_scalars, max_size=3) | json_values
+        )
+    if draw(st.booleans()):
+        request["resource"]["replicas"] = draw(
+            st.integers(-1, 25) | st.sampled_from([2.5, 3.0, True, "3", None])
+        )
+    return request

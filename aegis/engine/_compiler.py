@@ -1,0 +1,589 @@
+"""The compiled evaluator: a policy set turned once into closures and an index.
+
+Two ideas make a decision cheap whatever the size of the set:
+
+* **Closures over raw values.** Each rule becomes one Python closure that reads the request as
+  it came (dicts, lists, ints, floats), converting only what an operator needs; nothing is
+  normalised up front. Spec §5's three values are ``True``, ``False`` and :data:`ERR`.
+* **An index of candidate rules** (:mod:`aegis.engine._index`): a rule whose conjunct pins an
+  attribute to literals (``action == "x"``, ``resource.namespace in [..]``, ``"sre" in
+  principal.roles``, ``time.hour in 8..18``) can only match requests with those values, so a
+  decision evaluates only the rules that survive every such constraint.
+
+Errors are rare, and their messages must be exactly the reference interpreter's: when a rule's
+closure yields :data:`ERR`, the rule is evaluated again by the reference interpreter
+(:mod:`aegis.engine._reference`), which is also the oracle of the differential tests.
+
+The compiler also knows which request attributes the set reads (:attr:`CompiledPolicySet.reads`),
+for the cache key projection, and which ``time`` fields it reads per zone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, Final
+
+from aegis.engine._combine import Outcome, RuleResult, combine
+from aegis.engine._index import RuleIndex, build_index, canonical_key, number_of
+from aegis.engine._reference import evaluate_rule
+from aegis.engine._values import MISSING, glob_match
+from aegis.engine.decision import Decision
+from aegis.engine.request import Request, _check_now, parse_request, parse_time, time_view
+from aegis.lang import ast
+from aegis.lang.loader import PolicySet
+
+__all__ = ["ERR", "CompiledPolicySet", "canonical_key", "compile_policy_set"]
+
+
+class _Err:
+    """The type of :data:`ERR`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ERR"
+
+
+ERR: Final = _Err()
+"""An evaluation error, without its message (the reference interpreter supplies that)."""
+
+# A request as the closures see it: (principal, action, resource, context, time_of_zone).
+# INVARIANT: slots 0, 2, 3 are mappings with string keys and slot 1 a string (spec §4).
+Ctx = tuple[Any, ...]
+Fn = Callable[[Ctx], Any]
+
+_KEYS: Final = frozenset({"principal", "action", "resource", "context"})
+
+
+# --------------------------------------------------------------------------- raw values
+
+
+_number = number_of
+
+
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def _is_list(value: Any) -> bool:
+    return type(value) is list or type(value) is tuple
+
+
+def _normal(value: Any) -> Any:
+    """Raw → the reference's evaluation form, for the rare generic comparisons."""
+    from aegis.engine._values import normalize
+
+    return normalize(value)
+
+
+def _equal(left: Any, right: Any) -> bool:
+    """JSON equality of two raw values (§5)."""
+    lk, rk = canonical_key(left), canonical_key(right)
+    if lk is not None or rk is not None:
+        return lk is not None and lk == rk
+    if left is None or right is None:
+        return left is None and right is None
+    from aegis.engine._values import json_equal
+
+    return json_equal(_normal(left), _normal(right))
+
+
+# --------------------------------------------------------------------------- paths
+
+_ROOT_INDEX: Final = {"principal": 0, "action": 1, "resource": 2, "context": 3}
+
+
+def _path_reader(path: ast.Path, zone: str) -> Fn:
+    keys = path.keys
+    if path.root == "time":
+        if not keys:
+            return lambda ctx: ctx[4](zone)
+        first, rest = keys[0], keys[1:]
+        if not rest:
+            return lambda ctx: ctx[4](zone).get(first, MISSING)
+        # time's attributes are scalars: a path through one is missing
+        return lambda ctx: MISSING
+    slot = _ROOT_INDEX[path.root]
+    if not keys:
+        return lambda ctx: ctx[slot]
+    if path.root == "action":
+        return lambda ctx: MISSING  # a key into a string
+    if len(keys) == 1:
+        (k1,) = keys
+        return lambda ctx: ctx[slot].get(k1, MISSING)
+    if len(keys) == 2:
+        k1, k2 = keys
+
+        def read2(ctx: Ctx) -> Any:
+            value = ctx[slot].get(k1, MISSING)
+            if type(value) is dict or (value is not MISSING and isinstance(value, Mapping)):
+                return value.get(k2, MISSING)
+            return MISSING
+
+        return read2
+
+    def read(ctx: Ctx) -> Any:
+        value: Any = ctx[slot]
+        for key in keys:
+            if type(value) is dict or isinstance(value, Mapping):
+                value = value.get(key, MISSING)
+                if value is MISSING:
+                    return MISSING
+            else:
+                return MISSING
+        return value
+
+    return read
+
+
+# --------------------------------------------------------------------------- expressions
+
+
+def compile_value(expr: ast.Expr, zone: str) -> Fn:
+    """A closure giving the raw value of ``expr``: a value, ``MISSING`` or :data:`ERR`."""
+    match expr:
+        case ast.StringLit() | ast.NumberLit() | ast.BoolLit():
+            constant = expr.value
+            return lambda ctx: constant
+        case ast.Path():
+            return _path_reader(expr, zone)
+    return compile_truth(expr, zone)
+
+
+def compile_truth(expr: ast.Expr, zone: str) -> Fn:
+    """A closure giving ``True``, ``False`` or :data:`ERR` for a condition (§5)."""
+    match expr:
+        case ast.BoolLit(value=value):
+            return lambda ctx: value
+        case ast.StringLit() | ast.NumberLit():
+            return lambda ctx: ERR  # a bare operand must be a boolean
+        case ast.Path():
+            read = _path_reader(expr, zone)
+
+            def bare(ctx: Ctx) -> Any:
+                value = read(ctx)
+                return value if value is True or value is False else ERR
+
+            return bare
+        case ast.Compare():
+            return _compile_compare(expr, zone)
+        case ast.Membership():
+            inner = _compile_membership(expr, zone)
+            if not expr.negated:
+                return inner
+
+            def negated(ctx: Ctx) -> Any:
+                result = inner(ctx)
+                return result if result is ERR else not result
+
+            return negated
+        case ast.Like(subject=subject, pattern=pattern):
+            return _compile_like(subject, pattern.value, zone)
+        case ast.Has(path=path):
+            read = _path_reader(path, zone)
+            return lambda ctx: read(ctx) is not MISSING
+        case ast.Not(operand=operand):
+            inner = compile_truth(operand, zone)
+
+            def negation(ctx: Ctx) -> Any:
+                result = inner(ctx)
+                return result if result is ERR else not result
+
+            return negation
+        case ast.And(operands=operands):
+            return _conjunction([compile_truth(o, zone) for o in operands])
+        case ast.Or(operands=operands):
+            return _disjunction([compile_truth(o, zone) for o in operands])
+    raise TypeError(f"not an expression: {expr!r}")  # pragma: no cover
+
+
+def _conjunction(parts: list[Fn]) -> Fn:
+    """§5 `and`: false if any is false; else error if any errors; else true."""
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        a, b = parts
+
+        def and2(ctx: Ctx) -> Any:
+            x = a(ctx)
+            if x is False:
+                return False
+            y = b(ctx)
+            if y is False:
+                return False
+            return True if x is True and y is True else ERR
+
+        return and2
+    items = tuple(parts)
+
+    def and_n(ctx: Ctx) -> Any:
+        failed = False
+        for part in items:
+            result = part(ctx)
+            if result is False:
+                return False
+            if result is not True:
+                failed = True
+        return ERR if failed else True
+
+    return and_n
+
+
+def _disjunction(parts: list[Fn]) -> Fn:
+    """§5 `or`: true if any is true; else error if any errors; else false."""
+    items = tuple(parts)
+
+    def or_n(ctx: Ctx) -> Any:
+        failed = False
+        for part in items:
+            result = part(ctx)
+            if result is True:
+                return True
+            if result is not False:
+                failed = True
+        return ERR if failed else False
+
+    return or_n
+
+
+def _operand(expr: ast.Expr, zone: str) -> Fn:
+    """An operand closure; a missing path becomes :data:`ERR` (an operator needs a value)."""
+    read = compile_value(expr, zone)
+    if isinstance(expr, ast.StringLit | ast.NumberLit | ast.BoolLit):
+        return read
+
+    def value(ctx: Ctx) -> Any:
+        result = read(ctx)
+        return ERR if result is MISSING else result
+
+    return value
+
+
+def _compile_compare(expr: ast.Compare, zone: str) -> Fn:
+    op, left, right = expr.op, expr.left, expr.right
+    if op in ("==", "!=") and isinstance(right, ast.StringLit | ast.NumberLit | ast.BoolLit):
+        literal_side, other = right, left
+    elif op in ("==", "!=") and isinstance(left, ast.StringLit | ast.NumberLit | ast.BoolLit):
+        literal_side, other = left, right
+    else:
+        literal_side = None
+    if literal_side is not None:
+        key = canonical_key(literal_side.value)
+        read = _operand(other, zone)
+        want = op == "=="
+
+        def compare_literal(ctx: Ctx) -> Any:
+            value = read(ctx)
+            if value is ERR:
+                return ERR
+            return (canonical_key(value) == key) is want
+
+        return compare_literal
+    lhs, rhs = _operand(left, zone), _operand(right, zone)
+    if op == "==":
+        return lambda ctx: _both(lhs(ctx), rhs(ctx), _equal)
+    if op == "!=":
+        return lambda ctx: _both(lhs(ctx), rhs(ctx), lambda a, b: not _equal(a, b))
+    test = _ORDER[op]
+
+    def order(ctx: Ctx) -> Any:
+        a, b = lhs(ctx), rhs(ctx)
+        if a is ERR or b is ERR:
+            return ERR
+        if type(a) is str and type(b) is str:
+            return test(a, b)
+        x, y = _number(a), _number(b)
+        if x is not None and y is not None:
+            return test(x, y)
+        if isinstance(a, str) and isinstance(b, str):
+            return test(str(a), str(b))
+        return ERR
+
+    return order
+
+
+_ORDER: Final[dict[str, Callable[[Any, Any], bool]]] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _both(a: Any, b: Any, test: Callable[[Any, Any], bool]) -> Any:
+    if a is ERR or b is ERR:
+        return ERR
+    return test(a, b)
+
+
+def _compile_membership(expr: ast.Membership, zone: str) -> Fn:
+    item = _operand(expr.item, zone)
+    container = expr.container
+    if isinstance(container, ast.ListLit):
+        keys = frozenset(canonical_key(lit.value) for lit in container.items)
+
+        def in_list(ctx: Ctx) -> Any:
+            value = item(ctx)
+            if value is ERR:
+                return ERR
+            key = canonical_key(value)
+            return key is not None and key in keys
+
+        return in_list
+    if isinstance(container, ast.RangeLit):
+        low, high = container.low.value, container.high.value
+
+        def in_range(ctx: Ctx) -> Any:
+            value = item(ctx)
+            if value is ERR:
+                return ERR
+            number = _number(value)
+            if number is None:
+                return ERR
+            return low <= number <= high
+
+        return in_range
+    collection = _operand(container, zone)
+
+    def in_path(ctx: Ctx) -> Any:
+        value, found = item(ctx), collection(ctx)
+        if value is ERR or found is ERR:
+            return ERR
+        if _is_list(found):
+            key = canonical_key(value)
+            if key is not None:
+                return any(canonical_key(element) == key for element in found)
+            return any(_equal(value, element) for element in found)
+        if _is_mapping(found):
+            return isinstance(value, str) and value in found
+        return ERR
+
+    return in_path
+
+
+def _compile_like(subject: ast.Expr, pattern: str, zone: str) -> Fn:
+    read = _operand(subject, zone)
+    if "*" not in pattern:
+        exact = pattern.replace("\\*", "*")
+
+        def like_exact(ctx: Ctx) -> Any:
+            value = read(ctx)
+            if value is ERR or not isinstance(value, str):
+                return ERR
+            return value == exact
+
+        return like_exact
+    if pattern.endswith("*") and pattern.count("*") == 1 and "\\" not in pattern:
+        prefix = pattern[:-1]
+
+        def like_prefix(ctx: Ctx) -> Any:
+            value = read(ctx)
+            if value is ERR or not isinstance(value, str):
+                return ERR
+            return value.startswith(prefix)
+
+        return like_prefix
+
+    def like(ctx: Ctx) -> Any:
+        value = read(ctx)
+        if value is ERR or not isinstance(value, str):
+            return ERR
+        return glob_match(value, pattern)
+
+    return like
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def _reads(rule: ast.Rule) -> set[tuple[str, ...]]:
+    """The attribute paths a rule reads; ``time`` paths are ``("time", zone, field)``."""
+    found: set[tuple[str, ...]] = set()
+    for condition in rule.conditions:
+        for node in ast.walk(condition):
+            if isinstance(node, ast.Path):
+                if node.root == "time":
+                    found.add(("time", rule.timezone, *node.keys[:1]))
+                else:
+                    found.add((node.root, *node.keys))
+    return found
+
+
+# --------------------------------------------------------------------------- requests
+
+
+_JSON_SCALARS: Final = (str, bool, int, type(None))
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether a raw value is plain JSON the closures can read as is (no copy is made).
+
+    Anything unusual — a float that is not finite, a non-string key, a foreign type — answers
+    ``False``, and the request then goes through the reference parser, which either
+    normalises it or rejects it with the exact message.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in _JSON_SCALARS:
+            continue
+        if kind is dict:
+            for key, child in item.items():
+                if type(key) is not str:
+                    return False
+                if type(child) not in _JSON_SCALARS:
+                    stack.append(child)
+        elif kind is list:
+            stack.extend(c for c in item if type(c) not in _JSON_SCALARS)
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif kind is Decimal:
+            if not item.is_finite():
+                return False
+        else:
+            return False
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _cached_time(value: str | int) -> datetime:
+    # INVARIANT: never called with a bool, which would share a cache entry with 0 or 1
+    return parse_time(value)
+
+
+@lru_cache(maxsize=4096)
+def _cached_view(instant: datetime, zone: str) -> Mapping[str, Any]:
+    return time_view(instant, zone)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    ctx: Ctx
+    data: Mapping[str, Any]
+    now: datetime | None
+
+
+def _prepare(data: Any, now: datetime | None) -> _Prepared:
+    """Validate a request (spec §4) cheaply; anything unusual goes the reference way."""
+    if (
+        type(data) is dict
+        and data.keys() <= _KEYS
+        and type(data.get("principal")) is dict
+        and type(data.get("resource")) is dict
+        and type(data.get("action")) is str
+        and type(data.get("context", {})) is dict
+        and _plain_json(data)
+    ):
+        clock = _check_now(now)
+        context = data.get("context", {})
+        if "time" in context:
+            raw = context["time"]
+            instant = _cached_time(raw) if type(raw) in (str, int) else parse_time(raw)
+        else:
+            instant = clock
+
+        def view(zone: str, instant: datetime = instant) -> Mapping[str, Any]:
+            return _cached_view(instant, zone)
+
+        ctx: Ctx = (data["principal"], data["action"], data["resource"], context, view)
+        return _Prepared(ctx, data, now)
+    parsed = parse_request(data, now)
+    return _Prepared(_ctx_of(parsed), data, now)
+
+
+def _ctx_of(request: Request) -> Ctx:
+    return (
+        request.principal,
+        request.action,
+        request.resource,
+        request.context,
+        request.time_view,
+    )
+
+
+# --------------------------------------------------------------------------- the set
+
+
+def _always(ctx: Ctx) -> Any:
+    return True
+
+
+def _compile_rule(rule: ast.Rule) -> Fn:
+    """A rule's conditions combined with `and` (§6); none: every request matches."""
+    if not rule.conditions:
+        return _always
+    return _conjunction([compile_truth(c, rule.timezone) for c in rule.conditions])
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledRule:
+    rule: ast.Rule
+    test: Fn
+
+
+class CompiledPolicySet:
+    """A policy set compiled for fast evaluation; immutable and thread-safe.
+
+    Attributes:
+        policy_set: the source set.
+        reads: every attribute path the set reads, as tuples: ``("action",)``,
+            ``("resource", "labels", "app")``, and ``("time", zone, field)`` for time fields.
+    """
+
+    __slots__ = ("_index", "_rules", "policy_set", "reads")
+
+    def __init__(self, policy_set: PolicySet) -> None:
+        self.policy_set = policy_set
+        self._rules = tuple(_CompiledRule(rule, _compile_rule(rule)) for rule in policy_set.rules)
+        self._index: RuleIndex = build_index(policy_set.rules, _path_reader)
+        reads: set[tuple[str, ...]] = set()
+        for rule in policy_set.rules:
+            reads |= _reads(rule)
+        self.reads: frozenset[tuple[str, ...]] = frozenset(reads)
+
+    @property
+    def version(self) -> str:
+        """The set's content hash."""
+        return self.policy_set.version
+
+    def candidates(self, ctx: Ctx) -> list[int]:
+        """Indexes (into the set's rules, sorted by name) of the rules a request may match."""
+        return self._index.candidates(ctx)
+
+    def evaluate(self, request: Any, now: datetime | None = None) -> Decision:
+        """Decide one request; the same decision as the reference interpreter (spec §8).
+
+        Raises:
+            InvalidRequestError: the request breaks spec §4, or ``now`` is not aware.
+        """
+        prepared = _prepare(request, now)
+        ctx = prepared.ctx
+        rules = self._rules
+        results: list[RuleResult] = []
+        reference: Request | None = None
+        for position in self._index.candidates(ctx):
+            compiled = rules[position]
+            outcome = compiled.test(ctx)
+            if outcome is False:
+                continue
+            rule = compiled.rule
+            if outcome is True:
+                results.append(RuleResult(rule.name, rule.effect, Outcome.MATCH, rule.reason))
+                continue
+            if reference is None:
+                reference = parse_request(prepared.data, prepared.now)
+            results.append(evaluate_rule(rule, reference))
+        return combine(results, self.policy_set.version)
+
+
+def compile_policy_set(policy_set: PolicySet) -> CompiledPolicySet:
+    """Compile a loaded set (see :class:`CompiledPolicySet`)."""
+    return CompiledPolicySet(policy_set)
+
