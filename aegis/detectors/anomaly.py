@@ -64,6 +64,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         max_samples: rows per Isolation Forest tree (scikit-learn semantics).
         covariance: ``"ledoit_wolf"`` (default) or ``"mcd"`` for the elliptic member.
         max_covariance_samples: rows subsampled to fit the covariance.
+        max_training_rows: only the most recent rows of a longer history are used (bounds
+            fit time and memory).
+        calibration_rows: rows subsampled to calibrate member scales and probabilities.
         contamination: expected share of anomalies; sets the :meth:`predict` threshold.
         severity_thresholds: anomaly probabilities at which severity becomes medium, high and
             critical.
@@ -100,6 +103,8 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         max_samples: int | float | str = "auto",
         covariance: str = "ledoit_wolf",
         max_covariance_samples: int = 5000,
+        max_training_rows: int = 100_000,
+        calibration_rows: int = 30_000,
         contamination: float = 0.01,
         severity_thresholds: tuple[float, float, float] = (0.99, 0.999, 0.9999),
         random_state: int | None = 0,
@@ -113,6 +118,8 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.max_samples = max_samples
         self.covariance = covariance
         self.max_covariance_samples = max_covariance_samples
+        self.max_training_rows = max_training_rows
+        self.calibration_rows = calibration_rows
         self.contamination = contamination
         self.severity_thresholds = severity_thresholds
         self.random_state = random_state
@@ -154,6 +161,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             ConfigurationError: an invalid parameter.
         """
         members = self._check_params()
+        X = _recent_rows(X, int(self.max_training_rows))
         with limited_threads(self.n_threads):
             features = CausalFeatures(window=self.window, clip=self.clip).fit(X)
             Z = features.transform(X)
@@ -173,7 +181,14 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
                 self.forest_tables_ = _forest_tables(self.iforest_)
             if "elliptic" in members:
                 self.location_, self.precision_ = self._fit_covariance(Z, rng)
-            raw = self._member_scores(Z)
+            n_rows = Z.shape[0]
+            calib_size = min(n_rows, int(self.calibration_rows))
+            calib_rows = (
+                np.sort(rng.choice(n_rows, size=calib_size, replace=False))
+                if n_rows > calib_size
+                else np.arange(n_rows)
+            )
+            raw = self._member_scores(Z[calib_rows])
             calib = {}
             for name, s in raw.items():
                 med = float(np.median(s))
@@ -182,7 +197,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             self.calibration_ = calib
             combined = self._combine(raw)
         self.score_quantiles_ = np.quantile(combined, _PROBS)
-        self.n_training_rows_ = int(Z.shape[0])
+        self.n_training_rows_ = int(calib_size)
         top = self.score_quantiles_[-1] - self.score_quantiles_[-11]
         self.tail_scale_ = float(max(top, 1e-6))
         self.offset_ = -float(np.quantile(combined, 1.0 - float(self.contamination)))
@@ -334,6 +349,21 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
                 )
             )
         return result
+
+
+def _recent_rows(X: Any, limit: int) -> Any:
+    """The last ``limit`` rows of a DataFrame, array or sequence (all when shorter)."""
+    if limit < 2:
+        raise ConfigurationError("`max_training_rows` must be at least 2")
+    try:
+        n = len(X)
+    except TypeError:
+        return X
+    if n <= limit:
+        return X
+    if hasattr(X, "iloc"):
+        return X.iloc[n - limit :]
+    return np.asarray(X)[n - limit :]
 
 
 def _average_path_length(n: npt.NDArray[Any]) -> FloatArray:

@@ -23,6 +23,9 @@ the training median (robust to the anomalies an unlabelled history contains); th
 training standard deviation with a floor, which measured better than the MAD on server metrics
 whose normal values are mostly constant with rare spikes (the MAD is then 0 and every spike
 would look infinite). Clipping bounds the influence of any one feature on the models after it.
+A feature that was exactly constant in training is ignored (z-score 0): it carries no
+information about normal variability, and on data with mode or flag channels a change of
+such a channel would otherwise dominate every score.
 
 Missing values are carried forward within the input (causal), and a metric missing from the
 start is imputed with its training median, so a metric that dies (all-NaN or frozen from some
@@ -160,7 +163,8 @@ class CausalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         metric_names_: metric names used in explanations (``m0``, ``m1`` … for arrays).
         fill_: per metric training median, used before a metric's first value.
         center_: per feature training median.
-        scale_: per feature training standard deviation (floored).
+        scale_: per feature training standard deviation (floored; ``inf`` for features that
+            were constant in training, which are thereby ignored).
     """
 
     def __init__(self, window: int = 30, clip: float = 10.0) -> None:
@@ -183,7 +187,10 @@ class CausalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.center_ = np.median(raw, axis=0)
         std = raw.std(axis=0)
         floor = 1e-3 * np.maximum(1.0, np.abs(self.center_))
-        self.scale_ = np.maximum(std, floor)
+        # A feature that never varied in training says nothing about normal variability: it
+        # gets an infinite scale (its z-score is always 0) instead of turning every later
+        # change, such as a flag or a counter that starts moving, into a maximal anomaly.
+        self.scale_ = np.where(std > 0.0, np.maximum(std, floor), np.inf)
         return self
 
     def transform(self, X: Any) -> FloatArray:

@@ -194,3 +194,24 @@ def test_fast_forest_scoring_matches_isolation_forest(train_frame: pd.DataFrame)
         tables = _forest_tables(det.iforest_)
         z = det.features_.transform(train_frame)
         np.testing.assert_allclose(_forest_scores(tables, z), -det.iforest_.score_samples(z))
+
+
+def test_metric_constant_in_training_does_not_dominate_when_it_moves(
+    train_frame: pd.DataFrame, test_frame: pd.DataFrame
+) -> None:
+    train = train_frame.assign(mode=0.0)
+    det = _fast().fit(train)
+    test = test_frame.assign(mode=0.0)
+    test.loc[test.index[100:], "mode"] = 1.0  # a flag that never moved in training flips
+    p = det.anomaly_probability(test)
+    assert float(np.mean(p[100:] > 0.99)) < 0.1
+
+
+def test_long_histories_use_the_most_recent_rows(
+    metrics_factory: Callable[..., pd.DataFrame],
+) -> None:
+    history = metrics_factory(900, 3, seed=4)
+    det = _fast(max_training_rows=300, calibration_rows=200).fit(history)
+    ref = _fast(calibration_rows=200).fit(history.iloc[-300:])
+    np.testing.assert_allclose(det.score_samples(history), ref.score_samples(history))
+    assert det.n_training_rows_ == 200
