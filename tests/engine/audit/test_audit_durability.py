@@ -246,8 +246,9 @@ def test_async_postgresql_down_spills_then_replays_in_order(
     assert verify_database(url)["decisions"].ok
 
 
+@pytest.mark.parametrize("next_mode", ["sync", "async"])
 def test_async_close_while_down_keeps_the_spill_for_the_next_sink(
-    proxied_postgres: tuple[str, FaultProxy], tmp_path: Path, records: Records
+    proxied_postgres: tuple[str, FaultProxy], tmp_path: Path, records: Records, next_mode: str
 ) -> None:
     url, proxy = proxied_postgres
     spill = tmp_path / "spill.jsonl"
@@ -262,7 +263,7 @@ def test_async_close_while_down_keeps_the_spill_for_the_next_sink(
     assert len(spill.read_text().splitlines()) == 7
     proxy.up()
     later = records(2, start=7)
-    with SqlAuditSink(url, mode="async", spill_path=spill) as again:
+    with SqlAuditSink(url, mode=next_mode, spill_path=spill) as again:  # type: ignore[arg-type]
         again.append(later)
     with SqlAuditSink(url) as reader:
         assert ids(reader.records("decisions")) == ids(pending + later)
