@@ -205,22 +205,36 @@ def build_index(rules: Sequence[ast.Rule], reader: ReaderFactory) -> RuleIndex:
             if ident not in dimensions:
                 dimensions[ident] = _Dimension(kind, path, zone)
         per_rule.append(pinned)
+    positions: dict[tuple[tuple[str, str, tuple[str, ...], str], Any], list[int]] = {}
+    pinned_positions: dict[tuple[str, str, tuple[str, ...], str], list[int]] = {}
     for position, pinned in enumerate(per_rule):
-        bit = 1 << position
         for ident, keys in pinned.items():
-            dimension = dimensions[ident]
-            dimension.pinned |= bit
+            pinned_positions.setdefault(ident, []).append(position)
             for key in keys:
-                dimension.table[key] = dimension.table.get(key, 0) | bit
+                positions.setdefault((ident, key), []).append(position)
+    size = len(rules)
     chosen = sorted(
-        (d for d in dimensions.values() if d.pinned.bit_count() >= 2),
-        key=lambda d: -d.pinned.bit_count(),
+        (ident for ident, found in pinned_positions.items() if len(found) >= 2),
+        key=lambda ident: -len(pinned_positions[ident]),
     )[:MAX_DIMENSIONS]
-    for dimension in chosen:
+    kept = set(chosen)
+    for ident in chosen:
+        dimension = dimensions[ident]
+        dimension.pinned = _mask(pinned_positions[ident], size)
         dimension.default = everything & ~dimension.pinned
         dimension.everything = everything
         dimension.read = reader(dimension.path, dimension.zone or "UTC")
-        for key in list(dimension.table):
-            dimension.table[key] |= dimension.default
-    return RuleIndex(tuple(chosen), everything)
+    for (ident, key), found in positions.items():
+        if ident in kept:
+            dimension = dimensions[ident]
+            dimension.table[key] = _mask(found, size) | dimension.default
+    return RuleIndex(tuple(dimensions[ident] for ident in chosen), everything)
+
+
+def _mask(positions: list[int], size: int) -> int:
+    """The integer whose bits ``positions`` are set, built in linear time."""
+    bits = bytearray((size + 7) // 8)
+    for position in positions:
+        bits[position >> 3] |= 1 << (position & 7)
+    return int.from_bytes(bits, "little")
 

@@ -51,7 +51,7 @@ def _parser() -> tuple[Lark, AstBuilder]:
             "grammar.lark",
             parser="lalr",
             lexer="contextual",
-            propagate_positions=True,
+            propagate_positions=False,
             maybe_placeholders=False,
             transformer=builder,
             lexer_callbacks={"COMMENT": builder.comment},
