@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aegis.engine.cache import (
+    KeyBuilder,
     cache_key,
     canonical_json,
     decode_decision,
@@ -136,9 +137,12 @@ def test_lists_keep_order_and_objects_do_not() -> None:
 
 
 def test_canonical_numbers() -> None:
-    assert canonical_json([1.5, -0.001, 1e21, 1e-30, 12000, Decimal("1.2300")]) == (
-        "[1.5,-0.001,1e21,1e-30,12000,1.23]"
+    assert canonical_json([1.5, -0.001, 1e21, 1e-7, 12000, Decimal("1.2300")]) == (
+        "[1.5,-0.001,1000000000000000000000,0.0000001,12000,1.23]"
     )
+    # an exponent a request could abuse is not expanded
+    assert canonical_json(Decimal("1e999999")) == "1e999999"
+    assert canonical_json(Decimal("-2.5e-999999")) == "-25e-1000000"
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), Decimal("NaN"), {1: "x"}, {1, 2}])
@@ -205,6 +209,29 @@ def test_same_key_iff_every_read_path_observes_the_same(
 ) -> None:
     observed_same = all(_same(_observe(a, p), _observe(b, p)) for p in paths)
     assert (_key(a, paths) == _key(b, paths)) == observed_same
+    builder = KeyBuilder(paths)
+    assert builder.key(V1, a) == _key(a, paths)
+    assert builder.key(V1, b) == _key(b, paths)
+
+
+def test_key_builder_equals_cache_key_of_project() -> None:
+    parts = _parts(principal={"id": "a", "roles": ("sre", "dev"), "mfa": None})
+    for paths in (PATHS, {("principal",)}, {("context", "x", "y")}, {("principal", "mfa")}, set()):
+        assert KeyBuilder(paths).key(V1, parts) == _key(parts, paths)
+
+
+def test_key_builder_computes_only_the_zones_read() -> None:
+    asked: list[str] = []
+
+    def view(zone: str) -> dict[str, Any]:
+        asked.append(zone)
+        return {"hour": 10, "minute": 1}
+
+    paths = {("action",), ("time", "Europe/Berlin", "hour")}
+    parts = {k: v for k, v in _parts().items() if k != "time"}
+    key = KeyBuilder(paths).key(V1, parts, time_view=view)
+    assert asked == ["Europe/Berlin"]
+    assert key == _key({**parts, "time": {"Europe/Berlin": {"hour": 10}}}, paths)
 
 
 # ---------------------------------------------------------------- decision codec
