@@ -176,25 +176,31 @@ def markdown(results: Sequence[Measurement], info: dict[str, Any], settings: dic
         "each decision cross-checked against the workload's oracle before any timing "
         "(the run aborts on a mismatch). Each engine gets its native input, prepared outside "
         "the timed call; Aegis gets the request object of spec §4 and derives `time` from "
-        "`context.time` itself. Latency: each decision timed alone (timer cost subtracted); "
-        "decisions/s = 1 / mean latency, one thread. Samples: up to "
+        "`context.time` itself. Engines are loaded and cross-checked one after the other, "
+        "then timed *interleaved* (round-robin rounds of about 50 ms), so that load from "
+        "other processes hits every engine alike. Each decision is timed alone, by the "
+        "thread's CPU time (what the decision costs; on a shared machine wall time also "
+        "counts the time spent waiting for a CPU) and by wall time, the clocks' own cost "
+        "subtracted; median, p99 and decisions/s (= 1 / mean, one thread) use CPU time, "
+        "the wall median is shown beside them. Samples: up to "
         f"{settings['max_samples']:,} per engine and N, fewer for slow engines (about "
-        f"{settings['time_budget']:g} s of timing, at least {settings['min_samples']}); the "
-        "column says how many. Memory: RSS growth during the load (native engines included; "
-        "coarse) and the Python heap a fresh load keeps (tracemalloc; only for loads under "
-        f"{settings['heap_limit_s']:g} s).",
+        f"{settings['time_budget']:g} s of decisions, at least {settings['min_samples']}); the "
+        "`timed` column says how many. Memory: RSS growth during the load (native engines "
+        "included; coarse, as freed memory is reused) and the Python heap a fresh load keeps "
+        f"(tracemalloc; only for loads under {settings['heap_limit_s']:g} s).",
         "",
         "## Results",
         "",
-        "| engine | N rules | load | median | p99 | decisions/s | RSS Δ | Python heap "
-        "| checked | timed | note |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| engine | N rules | load | median (CPU) | p99 (CPU) | decisions/s | median (wall) "
+        "| RSS Δ | Python heap | checked | timed | note |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for m in sorted(results, key=lambda m: m.n_rules):
         lines.append(
             f"| {m.engine} | {m.n_rules:,} | "
             f"{'–' if m.load_s is None else f'{m.load_s * 1000:,.1f} ms'} | "
             f"{_fmt_us(m.median_us)} | {_fmt_us(m.p99_us)} | {_fmt(m.per_second, ',.0f')} | "
+            f"{_fmt_us(m.wall_median_us)} | "
             f"{'–' if m.rss_mb is None else f'{m.rss_mb:,.1f} MB'} | "
             f"{'–' if m.heap_mb is None else f'{m.heap_mb:,.2f} MB'} | "
             f"{m.checked:,} | {m.samples:,} | {m.note} |"

@@ -1,22 +1,26 @@
 """Run the policy-engine benchmark: load, cross-check, then time every engine at every size.
 
-For each size N the workload is generated once; then, for each engine:
+For each size N the workload is generated once; then:
 
-1. **load** — time ``adapter.load(workload)`` (each engine first loads a tiny set once, so
-   that one-time costs such as building a parser stay out of the figure); the RSS growth is
-   recorded, and for loads under a few seconds a second load under ``tracemalloc`` gives
-   the Python heap it keeps (native engines — Cedar, Rego, Oso — allocate outside Python and
-   show little there);
-2. **cross-check** — decide the *whole* request stream and compare every decision with the
-   workload's oracle; any mismatch aborts the run (:class:`DecisionMismatch`) before
-   anything is timed. An engine whose cross-check would take longer than
-   ``max_check_seconds`` (projected from its first decisions) is skipped at that size, and
-   the table says so;
-3. **timing** — each decision timed alone with ``perf_counter_ns`` (the timer's own cost,
-   calibrated, is subtracted): median, p99 and decisions per second on one thread
-   (``1 / mean``). Fast engines are timed on ``max_samples`` decisions (cycling over the
-   stream); slow ones on as many as fit in ``time_budget`` seconds, at least
-   ``min_samples``. The timed decisions are checked again.
+1. **load** — each engine times ``adapter.load(workload)`` (each engine first loads a tiny
+   set once, so that one-time costs such as building a parser stay out of the figure) and
+   records the growth of the process RSS (coarse; native engines included);
+2. **cross-check** — each engine decides the *whole* request stream and every decision is
+   compared with the workload's oracle; any mismatch aborts the run
+   (:class:`DecisionMismatch`) before anything is timed. An engine whose cross-check would
+   take longer than ``max_check_seconds`` (projected from its first 20 decisions) is
+   skipped at that size, and the table says so;
+3. **timing, interleaved** — the engines still loaded are timed in rounds of about 50 ms
+   each, round-robin, so that a burst of load from other processes on a shared machine
+   hits every engine alike. Each decision is timed alone with two clocks: the thread's CPU
+   time (``CLOCK_THREAD_CPUTIME_ID``: what the decision costs, unaffected by waiting for a
+   CPU) and wall time; the clocks' own cost, calibrated, is subtracted. Median, p99 and
+   decisions per second on one thread (``1 / mean``) are computed from CPU time; the wall
+   median is reported beside them. Fast engines get ``max_samples`` decisions (cycling over
+   the stream), slow ones as many as fit in ``time_budget`` seconds, at least
+   ``min_samples``. The timed decisions are checked again;
+4. **memory** — for loads under ``heap_limit_s``, a second load under ``tracemalloc`` gives
+   the Python heap the engine keeps (Cedar, Rego and Oso allocate mostly outside Python).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import statistics
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from benchmarks.policy.engines import ADAPTERS, Adapter
 from benchmarks.policy.workload import Workload, expected_decision, generate
@@ -51,10 +56,24 @@ class Measurement:
     median_us: float | None = None
     p99_us: float | None = None
     per_second: float | None = None
+    wall_median_us: float | None = None
     note: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+@dataclass
+class _Live:
+    """An engine loaded and checked, waiting to be timed."""
+
+    adapter: Adapter
+    result: Measurement
+    prepared: list[Any]
+    target: int
+    chunk: int
+    cpu: list[int] = field(default_factory=list)
+    wall: list[int] = field(default_factory=list)
 
 
 def _rss_bytes() -> int:
@@ -65,13 +84,18 @@ def _rss_bytes() -> int:
         return 0
 
 
-def _timer_overhead_ns() -> int:
-    clock = time.perf_counter_ns
-    samples = []
+def _clock_overheads() -> tuple[int, int]:
+    """Median cost of the timing sequence itself, for (CPU, wall)."""
+    wall_clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
+    cpu, wall = [], []
     for _ in range(20_000):
-        t0 = clock()
-        samples.append(clock() - t0)
-    return int(statistics.median(samples))
+        w0 = wall_clock()
+        c0 = cpu_clock()
+        c1 = cpu_clock()
+        w1 = wall_clock()
+        cpu.append(c1 - c0)
+        wall.append(w1 - w0)
+    return int(statistics.median(cpu)), int(statistics.median(wall))
 
 
 def _percentile(sorted_values: Sequence[int], q: float) -> float:
@@ -79,7 +103,7 @@ def _percentile(sorted_values: Sequence[int], q: float) -> float:
     return float(sorted_values[index])
 
 
-def measure(
+def _load_and_check(
     adapter: Adapter,
     workload: Workload,
     expected: Sequence[bool],
@@ -88,28 +112,20 @@ def measure(
     min_samples: int,
     time_budget: float,
     max_check_seconds: float,
-    heap_limit_s: float,
     log: Callable[[str], None],
-) -> Measurement:
-    """Load, cross-check and time one adapter on one workload (see the module docstring).
-
-    Raises:
-        DecisionMismatch: a decision differs from the oracle.
-    """
+) -> tuple[Measurement, _Live | None]:
     result = Measurement(adapter.name, workload.n_rules)
     gc.collect()
     rss0 = _rss_bytes()
     t0 = time.perf_counter()
     adapter.load(workload)
     result.load_s = time.perf_counter() - t0
-    result.engine = adapter.name
+    result.engine = adapter.name  # an adapter may refine its name when it loads
     result.rss_mb = max(0, _rss_bytes() - rss0) / 2**20
     log(f"  {adapter.name}: loaded in {result.load_s:.3f} s")
-
     prepared = [adapter.prepare(r) for r in workload.requests]
 
-    # ---- cross-check the whole stream before any timing
-    started = time.perf_counter()
+    started = time.thread_time()
     for i, (request, want) in enumerate(zip(prepared, expected, strict=True)):
         got = adapter.decide(request)
         if got is not want:
@@ -119,64 +135,81 @@ def measure(
             )
         result.checked = i + 1
         if i == 19:
-            projected = (time.perf_counter() - started) / 20 * len(prepared)
+            projected = (time.thread_time() - started) / 20 * len(prepared)
             if projected > max_check_seconds:
                 result.note = (
-                    f"skipped: cross-check projected at {projected:,.0f} s "
-                    f"(> {max_check_seconds:,.0f} s); first 20 decisions agreed"
+                    f"skipped: whole-stream cross-check projected at {projected:,.0f} s CPU "
+                    f"(limit {max_check_seconds:,.0f} s); the first 20 decisions agreed"
                 )
                 log(f"  {adapter.name}: {result.note}")
                 adapter.close()
-                return result
-    log(f"  {adapter.name}: {len(prepared)} decisions agree with the oracle")
-    # estimate the cost of a decision now (after the pass, e.g. with a warm cache)
-    started = time.perf_counter()
+                return result, None
+    log(f"  {adapter.name}: all {len(prepared)} decisions agree with the oracle")
+    # the cost of a decision now (after the pass: e.g. with a warm cache)
+    started = time.thread_time()
     for request in prepared[:20]:
         adapter.decide(request)
-    per_decision = (time.perf_counter() - started) / min(20, len(prepared))
-
-    # ---- timing
+    per_decision = max(1e-7, (time.thread_time() - started) / min(20, len(prepared)))
     if per_decision * max_samples <= time_budget:
-        n = max_samples
+        target = max_samples
     else:
-        n = max(min_samples, min(max_samples, int(time_budget / per_decision)))
-    overhead = _timer_overhead_ns()
-    clock = time.perf_counter_ns
-    decide = adapter.decide
-    latencies: list[int] = []
-    gc.collect()
-    for i in range(n):
-        request = prepared[i % len(prepared)]
-        t0 = clock()
-        got = decide(request)
-        t1 = clock()
-        if got is not expected[i % len(prepared)]:
-            raise DecisionMismatch(f"{adapter.name} at N={workload.n_rules}: timed #{i} differs")
-        latencies.append(max(0, t1 - t0 - overhead))
-    latencies.sort()
-    result.samples = n
-    result.median_us = _percentile(latencies, 0.5) / 1000
-    result.p99_us = _percentile(latencies, 0.99) / 1000
-    mean = sum(latencies) / n
-    result.per_second = 1e9 / mean if mean > 0 else None
+        target = max(min_samples, min(max_samples, int(time_budget / per_decision)))
+    chunk = max(1, min(target, int(0.05 / per_decision)))
+    return result, _Live(adapter, result, prepared, target, chunk)
 
-    # ---- Python heap kept by a fresh load (tracemalloc slows loading: only for quick loads)
-    if result.load_s <= heap_limit_s:
-        adapter.close()
-        gc.collect()
-        tracemalloc.start()
-        try:
-            adapter.load(workload)
-            gc.collect()
-            result.heap_mb = tracemalloc.get_traced_memory()[0] / 2**20
-        finally:
-            tracemalloc.stop()
+
+def _time_interleaved(
+    live: list[_Live], expected: Sequence[bool], n_rules: int, log: Callable[[str], None]
+) -> None:
+    cpu_overhead, wall_overhead = _clock_overheads()
+    wall_clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
+    gc.collect()
+    pending = list(live)
+    while pending:
+        for item in pending:
+            decide = item.adapter.decide
+            n = len(item.prepared)
+            start = len(item.cpu)
+            for i in range(start, min(item.target, start + item.chunk)):
+                request = item.prepared[i % n]
+                w0 = wall_clock()
+                c0 = cpu_clock()
+                got = decide(request)
+                c1 = cpu_clock()
+                w1 = wall_clock()
+                if got is not expected[i % n]:
+                    raise DecisionMismatch(f"{item.adapter.name} at N={n_rules}: timed #{i}")
+                item.cpu.append(max(0, c1 - c0 - cpu_overhead))
+                item.wall.append(max(0, w1 - w0 - wall_overhead))
+        pending = [item for item in pending if len(item.cpu) < item.target]
+    for item in live:
+        cpu = sorted(item.cpu)
+        wall = sorted(item.wall)
+        result = item.result
+        result.samples = len(cpu)
+        result.median_us = _percentile(cpu, 0.5) / 1000
+        result.p99_us = _percentile(cpu, 0.99) / 1000
+        result.wall_median_us = _percentile(wall, 0.5) / 1000
+        mean = sum(cpu) / len(cpu)
+        result.per_second = 1e9 / mean if mean > 0 else None
+        log(
+            f"  {result.engine}: median {result.median_us:.1f} us CPU "
+            f"({result.wall_median_us:.1f} us wall), p99 {result.p99_us:.1f} us, "
+            f"{result.samples} decisions"
+        )
+
+
+def _heap(adapter: Adapter, workload: Workload) -> float:
     adapter.close()
-    log(
-        f"  {adapter.name}: median {result.median_us:.1f} us, p99 {result.p99_us:.1f} us "
-        f"over {n} decisions"
-    )
-    return result
+    gc.collect()
+    tracemalloc.start()
+    try:
+        adapter.load(workload)
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] / 2**20
+    finally:
+        tracemalloc.stop()
+        adapter.close()
 
 
 def run(
@@ -197,7 +230,7 @@ def run(
     Raises:
         DecisionMismatch: an engine disagreed with the oracle (nothing is reported then).
     """
-    results = []
+    results: list[Measurement] = []
     warmed: set[object] = set()
     for n in sizes:
         log(f"N = {n:,} rules: generating the workload ({n_requests} requests)")
@@ -205,30 +238,35 @@ def run(
         expected = [expected_decision(workload, r) for r in workload.requests]
         allowed = sum(expected)
         log(f"  oracle: {allowed} ALLOW / {len(expected) - allowed} DENY")
+        live: list[_Live] = []
         for make in adapters:
             adapter = make()
-            if make not in warmed:  # one-time costs (grammar, JIT-like caches) stay out of load
-                warmed.add(make)
-                try:
+            try:
+                if make not in warmed:  # one-time costs (parser building) stay out of load
+                    warmed.add(make)
                     adapter.load(generate(10, 1, seed=seed + 1))
                     adapter.close()
-                except ImportError:
-                    pass
-            try:
-                results.append(
-                    measure(
-                        adapter,
-                        workload,
-                        expected,
-                        max_samples=max_samples,
-                        min_samples=min_samples,
-                        time_budget=time_budget,
-                        max_check_seconds=max_check_seconds,
-                        heap_limit_s=heap_limit_s,
-                        log=log,
-                    )
+                result, item = _load_and_check(
+                    adapter,
+                    workload,
+                    expected,
+                    max_samples=max_samples,
+                    min_samples=min_samples,
+                    time_budget=time_budget,
+                    max_check_seconds=max_check_seconds,
+                    log=log,
                 )
             except ImportError as exc:
                 log(f"  {adapter.name}: not installed ({exc}); skipped")
                 results.append(Measurement(adapter.name, n, note=f"not installed: {exc}"))
+                continue
+            results.append(result)
+            if item is not None:
+                live.append(item)
+        _time_interleaved(live, expected, n, log)
+        for item in live:
+            load_s = item.result.load_s or 0.0
+            if load_s <= heap_limit_s:
+                item.result.heap_mb = _heap(item.adapter, workload)
+            item.adapter.close()
     return results
