@@ -115,7 +115,7 @@ class FailureClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                 Z, labels
             )
         self.features_ = features
-        self.classes_ = np.asarray(self.model_.classes_)
+        self.classes_ = np.asarray([str(c) for c in self.model_.classes_], dtype=object)
         self.n_features_in_ = features.n_features_in_
         if hasattr(features, "feature_names_in_"):
             self.feature_names_in_ = features.feature_names_in_
