@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -75,6 +76,22 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
 
 
 _STATUS_CODES = sorted((c, status_for(c)) for c in ("request.malformed", "request.too_large"))
+
+
+async def _on_database_down(request: Request, exc: Exception) -> Response:
+    # FLT-08/09: an unreachable or exhausted database is a 503, never a trace.
+    _log.error(
+        "database unavailable in request %s: %s",
+        request.scope.get("aegis.request_id"),
+        type(exc).__name__,
+    )
+    return _error_response(
+        ApiError(
+            "service.unavailable",
+            "the service is temporarily unavailable",
+            headers={"Retry-After": "5"},
+        )
+    )
 
 
 async def _on_crash(request: Request, exc: Exception) -> Response:
@@ -181,12 +198,16 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        await limiter.aclose()
         if database is None:
             db.dispose()
 
     exception_handlers: dict[Any, Any] = {
         ApiError: _on_api_error,
         HTTPException: _on_http_error,
+        sa_exc.OperationalError: _on_database_down,
+        sa_exc.InterfaceError: _on_database_down,
+        sa_exc.TimeoutError: _on_database_down,
         Exception: _on_crash,
     }
     # The order is written once: outermost first.

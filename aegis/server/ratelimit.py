@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, Storage
@@ -110,17 +111,21 @@ class RateLimiter:
         self._memory = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._redis_storage: Storage | None = None
         self._redis: SlidingWindowCounterRateLimiter | None = None
+        self._pool: Any = None
         if redis_url:
+            import redis.asyncio as aioredis
             from limits.aio.storage import RedisStorage
 
-            scheme, sep, rest = redis_url.partition("://")
+            # We own the pool (RL-4 timeouts) so that shutdown can close its connections.
+            self._pool = aioredis.ConnectionPool.from_url(
+                redis_url, socket_connect_timeout=0.1, socket_timeout=0.2
+            )
             self._redis_storage = RedisStorage(
-                f"async+{scheme}{sep}{rest}",
+                f"async+{redis_url}",
                 implementation="redispy",
                 key_prefix=prefix + "rl",
                 wrap_exceptions=True,
-                socket_connect_timeout=0.1,
-                socket_timeout=0.2,
+                connection_pool=self._pool,
             )
             self._redis = SlidingWindowCounterRateLimiter(self._redis_storage)
         self._breaker_until = 0.0
@@ -202,6 +207,11 @@ class RateLimiter:
             return bool(await self._redis_storage.check())
         except Exception:
             return False
+
+    async def aclose(self) -> None:
+        """Close the Redis connections (at application shutdown)."""
+        if self._pool is not None:
+            await self._pool.aclose()
 
     async def reset(self) -> None:
         """Forget every in-process counter (tests)."""

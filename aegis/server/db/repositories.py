@@ -155,7 +155,7 @@ def revoke_user_sessions(
     )
     if keep is not None:
         query = query.where(SessionRow.id != keep)
-    ids = list(session.scalars(query))
+    ids = list(session.scalars(query.order_by(SessionRow.id)))  # one lock order for all
     for family_id in ids:
         revoke_family(session, family_id, now, reason)
     return len(ids)
@@ -171,6 +171,14 @@ def rotate_refresh_token(
     family (SES-3, decision D1 strict); the caller must commit that even though it answers 401.
     """
     digest = hash_token(token)
+    family_of = session.execute(
+        sa.select(RefreshToken.family_id).where(RefreshToken.token_hash == digest)
+    ).scalar_one_or_none()
+    if family_of is None:
+        return Rotation("unknown")
+    # INVARIANT: every writer of a family locks its session row first, then token rows, so
+    # concurrent rotations and revocations queue instead of deadlocking (PostgreSQL).
+    session.execute(sa.select(SessionRow.id).where(SessionRow.id == family_of).with_for_update())
     won = session.execute(
         sa.update(RefreshToken)
         .where(
