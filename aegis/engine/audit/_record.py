@@ -52,6 +52,10 @@ DEFAULT_SENSITIVE_KEYS: frozenset[str] = frozenset(
 )
 """Key names masked wherever they appear in a request (case-insensitive), unless disabled."""
 
+# Random per process: user content cannot guess them (checked anyway in prepare()).
+_PREV_MARK = f"aegis-prev-{uuid.uuid4().hex}"
+_SEQ_MARK = f"aegis-seq-{uuid.uuid4().hex}"
+
 _FIELDS = (
     "schema_version",
     "seq",
@@ -95,7 +99,8 @@ def utc_timestamp(moment: datetime | None = None) -> str:
     moment = datetime.now(UTC) if moment is None else moment
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is ~3x faster than strftime; it yields "...+00:00" for UTC
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 class _Json(dict[str, Any]):
@@ -204,16 +209,29 @@ class AuditRecordV1:
         if self._parts is None:
             body = self.to_dict()
             del body["hash"]
-            items = {k: f"{canonical_json(k)}:{canonical_json(v)}" for k, v in body.items()}
-            keys = sorted(items)
-            i_prev, i_seq = keys.index("prev_hash"), keys.index("seq")
-            # INVARIANT: canonical JSON of an object is "{" + ",".join("key:value") + "}" in
-            # key order, so the body is prefix + prev_hash + middle + seq + suffix.
-            prefix = "{" + "".join(items[k] + "," for k in keys[:i_prev]) + '"prev_hash":'
-            middle = "".join("," + items[k] for k in keys[i_prev + 1 : i_seq]) + ',"seq":'
-            suffix = "".join("," + items[k] for k in keys[i_seq + 1 :]) + "}"
-            object.__setattr__(self, "_parts", (prefix, middle, suffix))
+            body["prev_hash"], body["seq"] = _PREV_MARK, _SEQ_MARK
+            text = canonical_json(body)
+            head, found_prev, rest = text.partition(f'"{_PREV_MARK}"')
+            middle, found_seq, tail = rest.partition(f'"{_SEQ_MARK}"')
+            if found_prev and found_seq and _PREV_MARK not in tail and _PREV_MARK not in head:
+                parts = (head, middle, tail)
+            else:  # pragma: no cover - only if the content holds this process's random mark
+                parts = self._parts_by_field()
+            object.__setattr__(self, "_parts", parts)
         return self
+
+    def _parts_by_field(self) -> tuple[str, str, str]:
+        body = self.to_dict()
+        del body["hash"]
+        items = {k: f"{canonical_json(k)}:{canonical_json(v)}" for k, v in body.items()}
+        keys = sorted(items)
+        i_prev, i_seq = keys.index("prev_hash"), keys.index("seq")
+        # INVARIANT: canonical JSON of an object is "{" + ",".join("key:value") + "}" in key
+        # order, so the body is prefix + prev_hash + middle + seq + suffix.
+        prefix = "{" + "".join(items[k] + "," for k in keys[:i_prev]) + '"prev_hash":'
+        middle = "".join("," + items[k] for k in keys[i_prev + 1 : i_seq]) + ',"seq":'
+        suffix = "".join("," + items[k] for k in keys[i_seq + 1 :]) + "}"
+        return prefix, middle, suffix
 
     @property
     def is_sealed(self) -> bool:
