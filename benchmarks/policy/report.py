@@ -182,7 +182,8 @@ def markdown(results: Sequence[Measurement], info: dict[str, Any], settings: dic
         "thread's CPU time (what the decision costs; on a shared machine wall time also "
         "counts the time spent waiting for a CPU) and by wall time, the clocks' own cost "
         "subtracted; median, p99 and decisions/s (= 1 / mean, one thread) use CPU time, "
-        "the wall median is shown beside them. Samples: up to "
+        "the wall median is shown beside them (load time likewise: CPU time in the table, "
+        "wall time in the JSON). Samples: up to "
         f"{settings['max_samples']:,} per engine and N, fewer for slow engines (about "
         f"{settings['time_budget']:g} s of decisions, at least {settings['min_samples']}); the "
         "`timed` column says how many. Memory: RSS growth during the load (native engines "
@@ -191,7 +192,7 @@ def markdown(results: Sequence[Measurement], info: dict[str, Any], settings: dic
         "",
         "## Results",
         "",
-        "| engine | N rules | load | median (CPU) | p99 (CPU) | decisions/s | median (wall) "
+        "| engine | N rules | load (CPU) | median (CPU) | p99 (CPU) | decisions/s | median (wall) "
         "| RSS Δ | Python heap | checked | timed | note |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
