@@ -51,6 +51,7 @@ def generate_scenarios(
     step_seconds: int = 60,
     failure_types: tuple[str, ...] = _FAILURES,
     start: str = "2026-01-01",
+    normal_rows: int = 2880,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """A timeline of normal operation with ``n_incidents`` labelled incidents.
 
@@ -58,12 +59,14 @@ def generate_scenarios(
     separated by 120-300 rows of normal operation.
 
     Args:
-        n_incidents: how many incidents to inject (0 gives a purely normal timeline of 600
-            rows).
+        n_incidents: how many incidents to inject (0 gives a purely normal timeline of
+            ``normal_rows`` rows).
         seed: random seed (``None``: nondeterministic).
         step_seconds: seconds between rows.
         failure_types: which failure types to inject.
         start: timestamp of the first row.
+        normal_rows: length of a timeline without incidents (default: two days of minutes,
+            so a detector trained on it has seen the whole daily cycle).
 
     Returns:
         ``(metrics, labels)``: a DataFrame indexed by timestamp with :data:`SCENARIO_METRICS`
@@ -73,7 +76,7 @@ def generate_scenarios(
         ConfigurationError: an unknown failure type or a negative count.
     """
     unknown = [f for f in failure_types if f not in _FAILURES]
-    if unknown or not failure_types or n_incidents < 0:
+    if unknown or not failure_types or n_incidents < 0 or normal_rows < 1:
         raise ConfigurationError(
             f"failure types must be a non-empty subset of {', '.join(_FAILURES)} "
             "and the incident count non-negative"
@@ -85,7 +88,7 @@ def generate_scenarios(
     for kind in kinds:
         plan.append(("normal", int(rng.integers(120, 300))))
         plan.append((kind, int(rng.integers(30, 90))))
-    plan.append(("normal", 600 if n_incidents == 0 else int(rng.integers(120, 300))))
+    plan.append(("normal", int(normal_rows) if n_incidents == 0 else int(rng.integers(120, 300))))
     n = sum(length for _, length in plan)
 
     t = np.arange(n) * float(step_seconds)
