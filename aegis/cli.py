@@ -9,7 +9,7 @@ Subcommands::
 
     aegis check PATH... [--schema FILE]
     aegis fmt PATH... [--check] [--diff]
-    aegis eval --policies PATH... --request FILE|- [--schema FILE] [--now RFC3339]
+    aegis eval --policies PATH... --request FILE|- [--schema FILE] [--now RFC3339] [--audit URL]
     aegis test PATH...
 
 and those of the other packages (``audit``, ``detectors``, ``serve``, ``executor``…), each
@@ -88,9 +88,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
             _print_diagnostics(_with_sources(problems, policies), sys.stderr)
             return 1
     count = len(policies.rules)
-    print(f"ok: {count} rule{'s' if count != 1 else ''} in {len(policies.files)} file"
-          f"{'s' if len(policies.files) != 1 else ''}, version {policies.version[:12]}",
-          file=sys.stderr)
+    print(
+        f"ok: {count} rule{'s' if count != 1 else ''} in {len(policies.files)} file"
+        f"{'s' if len(policies.files) != 1 else ''}, version {policies.version[:12]}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -98,7 +100,8 @@ def _with_sources(diagnostics: Sequence[Any], policies: Any) -> list[Any]:
     import dataclasses
 
     return [
-        d if d.source_line is not None
+        d
+        if d.source_line is not None
         else dataclasses.replace(d, source_line=policies.source_line(d.span))
         for d in diagnostics
     ]
@@ -201,8 +204,25 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         decision = engine.evaluate(request, now=now)
     except InvalidRequestError as exc:
         raise _UsageError(f"invalid request: {exc}") from exc
+    if args.audit:
+        _append_audit(args.audit, request, decision)
     print(json.dumps(decision.to_dict(), ensure_ascii=False, sort_keys=False))
     return 0
+
+
+def _append_audit(url: str, request: Any, decision: Any) -> None:
+    """Append the decision's record to the audit store at ``url`` (durable on return)."""
+    from aegis.engine.audit import decision_record, open_sink
+    from aegis.engine.errors import AuditError
+
+    try:
+        sink = open_sink(url, mode="sync")
+    except (AuditError, ValueError) as exc:
+        raise _UsageError(f"--audit: {exc}") from exc
+    try:
+        sink.append([decision_record(decision, request)])
+    finally:
+        sink.close()
 
 
 # -- aegis test -------------------------------------------------------------------------------
@@ -257,6 +277,11 @@ def build_parser(*, plugged: bool = True) -> argparse.ArgumentParser:
     evaluate.add_argument("--request", required=True, metavar="FILE", help="JSON file, or -")
     evaluate.add_argument("--schema", metavar="FILE", help="validate the set and the request")
     evaluate.add_argument("--now", metavar="RFC3339", help="the clock, for requests without time")
+    evaluate.add_argument(
+        "--audit",
+        metavar="URL",
+        help="append the decision's audit record (database URL or jsonl:PATH)",
+    )
     evaluate.set_defaults(handler=_cmd_eval)
 
     test = sub.add_parser("test", help="run policy test files (spec §9 format)")

@@ -37,7 +37,14 @@ from aegis.engine.request import Request, _check_now, parse_request, parse_time,
 from aegis.lang import ast
 from aegis.lang.loader import PolicySet
 
-__all__ = ["ERR", "CompiledPolicySet", "canonical_key", "compile_policy_set"]
+__all__ = [
+    "ERR",
+    "CompiledPolicySet",
+    "Ctx",
+    "canonical_key",
+    "compile_policy_set",
+    "prepare_request",
+]
 
 
 class _Err:
@@ -463,15 +470,13 @@ def _cached_view(instant: datetime, zone: str) -> Mapping[str, Any]:
     return time_view(instant, zone)
 
 
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    ctx: Ctx
-    data: Mapping[str, Any]
-    now: datetime | None
+def prepare_request(data: Any, now: datetime | None) -> Ctx:
+    """Validate a request (spec §4) cheaply and give the closures' view of it.
 
-
-def _prepare(data: Any, now: datetime | None) -> _Prepared:
-    """Validate a request (spec §4) cheaply; anything unusual goes the reference way."""
+    Plain JSON (dicts, lists, strings, numbers) is read as it is, without a copy; anything
+    unusual goes through the reference parser, which normalises it or raises the exact
+    :class:`~aegis.engine.errors.InvalidRequestError`.
+    """
     if (
         type(data) is dict
         and data.keys() <= _KEYS
@@ -492,10 +497,8 @@ def _prepare(data: Any, now: datetime | None) -> _Prepared:
         def view(zone: str, instant: datetime = instant) -> Mapping[str, Any]:
             return _cached_view(instant, zone)
 
-        ctx: Ctx = (data["principal"], data["action"], data["resource"], context, view)
-        return _Prepared(ctx, data, now)
-    parsed = parse_request(data, now)
-    return _Prepared(_ctx_of(parsed), data, now)
+        return (data["principal"], data["action"], data["resource"], context, view)
+    return _ctx_of(parse_request(data, now))
 
 
 def _ctx_of(request: Request) -> Ctx:
@@ -563,8 +566,14 @@ class CompiledPolicySet:
         Raises:
             InvalidRequestError: the request breaks spec §4, or ``now`` is not aware.
         """
-        prepared = _prepare(request, now)
-        ctx = prepared.ctx
+        return self.decide(prepare_request(request, now), request, now)
+
+    def decide(self, ctx: Ctx, request: Any, now: datetime | None) -> Decision:
+        """Decide a request already prepared by :func:`prepare_request`.
+
+        ``request`` and ``now`` are kept only to give an erroring rule its exact message
+        (from the reference interpreter).
+        """
         rules = self._rules
         results: list[RuleResult] = []
         reference: Request | None = None
@@ -578,7 +587,7 @@ class CompiledPolicySet:
                 results.append(RuleResult(rule.name, rule.effect, Outcome.MATCH, rule.reason))
                 continue
             if reference is None:
-                reference = parse_request(prepared.data, prepared.now)
+                reference = parse_request(request, now)
             results.append(evaluate_rule(rule, reference))
         return combine(results, self.policy_set.version)
 

@@ -2,23 +2,75 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from aegis.engine._compiler import CompiledPolicySet
+from aegis.engine._compiler import CompiledPolicySet, Ctx, prepare_request
+from aegis.engine.cache import DecisionCache, KeyBuilder, decode_decision, encode_decision
+from aegis.engine.cache.memory import MemoryDecisionCache
 from aegis.engine.decision import Decision
-from aegis.engine.errors import InvalidRequestError
+from aegis.engine.errors import CacheUnavailableError, EngineError, InvalidRequestError
 from aegis.engine.request import parse_request
 from aegis.lang.diagnostics import Severity
 from aegis.lang.errors import PolicyLoadError
 from aegis.lang.loader import PolicySet, load_paths, load_texts
 
 if TYPE_CHECKING:
+    from aegis.engine.audit import AuditSink, Masker
     from aegis.lang.schema import Schema
 
-__all__ = ["PolicyEngine", "SchemaSource"]
+__all__ = ["EngineStats", "PolicyEngine", "SchemaSource"]
+
+_log = logging.getLogger("aegis.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """Counters of one engine since it was built (a snapshot).
+
+    Attributes:
+        decisions: decisions returned.
+        cache_hits: decisions answered from the cache.
+        cache_misses: cache lookups that found nothing (the decision was evaluated).
+        cache_errors: cache failures, each bypassed (the decision was evaluated).
+        audit_records: audit records appended.
+    """
+
+    decisions: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_errors: int = 0
+    audit_records: int = 0
+
+    @property
+    def cache_hit_ratio(self) -> float:
+        """Hits over lookups (0.0 before the first lookup)."""
+        lookups = self.cache_hits + self.cache_misses + self.cache_errors
+        return self.cache_hits / lookups if lookups else 0.0
+
+
+class _Counters:
+    """Thread-safe counters behind :class:`EngineStats`."""
+
+    __slots__ = ("_lock", "_values")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values = dict.fromkeys(EngineStats.__slots__, 0)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._values[name] += amount
+
+    def snapshot(self) -> EngineStats:
+        with self._lock:
+            return EngineStats(**self._values)
 
 SchemaSource: TypeAlias = "str | os.PathLike[str] | Schema | None"
 """What ``schema=`` accepts: a schema file path, a loaded :class:`~aegis.lang.schema.Schema`,
@@ -54,29 +106,72 @@ class PolicyEngine:
         >>> decision.allowed, decision.reason
         (True, 'allowed by rule "sre-may-restart"')
 
+    With a ``cache`` (a :class:`~aegis.engine.cache.DecisionCache`), decisions are looked up
+    by the set's version and the request's projection onto the attributes the set reads; only
+    decisions without errors are stored, and a cache failure is logged, counted and bypassed
+    — it never changes a decision. With an ``audit`` sink, every decision's record is appended
+    before the decision is returned (in the sink's ``sync`` mode: once it is durable); if it
+    cannot be, :class:`~aegis.engine.errors.AuditError` is raised instead of a decision.
+
     Args:
         policy_set: the loaded set.
         schema: optional schema (a path or a loaded schema).
+        cache: optional decision cache.
+        cache_ttl: seconds a cached decision lives (``None``: the cache's default).
+        audit: optional audit sink for decision records.
+        audit_masker: what to mask in audited requests (default: the audit module's).
+        audit_chain: the chain decision records go to.
 
     Raises:
         PolicyLoadError: the set does not validate against the schema.
         SchemaError: the schema file is unreadable or malformed.
     """
 
-    __slots__ = ("_compiled", "_policy_set", "_schema")
+    __slots__ = (
+        "_audit",
+        "_audit_chain",
+        "_cache",
+        "_cache_ttl",
+        "_compiled",
+        "_counters",
+        "_inline_cache",
+        "_keys",
+        "_masker",
+        "_policy_set",
+        "_schema",
+    )
 
-    def __init__(self, policy_set: PolicySet, schema: SchemaSource = None) -> None:
+    def __init__(
+        self,
+        policy_set: PolicySet,
+        schema: SchemaSource = None,
+        *,
+        cache: DecisionCache | None = None,
+        cache_ttl: float | None = None,
+        audit: AuditSink | None = None,
+        audit_masker: Masker | None = None,
+        audit_chain: str = "decisions",
+    ) -> None:
         self._policy_set = policy_set
         self._schema = _load_schema(schema)
         if self._schema is not None:
             _validate(policy_set, self._schema)
         self._compiled = CompiledPolicySet(policy_set)
+        self._cache = cache
+        self._cache_ttl = cache_ttl
+        # INVARIANT: a memory cache does no I/O, so async callers may use it on the loop
+        self._inline_cache = cache is None or isinstance(cache, MemoryDecisionCache)
+        self._keys = KeyBuilder(self._compiled.reads) if cache is not None else None
+        self._audit = audit
+        self._masker = audit_masker
+        self._audit_chain = audit_chain
+        self._counters = _Counters()
 
     # ------------------------------------------------------------------ construction
 
     @classmethod
     def from_paths(
-        cls, paths: Iterable[str | os.PathLike[str]], schema: SchemaSource = None
+        cls, paths: Iterable[str | os.PathLike[str]], schema: SchemaSource = None, **options: Any
     ) -> PolicyEngine:
         """An engine over ``.aegis`` files and directories (read recursively).
 
@@ -88,27 +183,31 @@ class PolicyEngine:
             PolicyLoadError: the set does not load, or does not validate against the schema.
             SchemaError: the schema file is unreadable or malformed.
         """
-        return cls(load_paths(paths), schema=schema)
+        return cls(load_paths(paths), schema=schema, **options)
 
     @classmethod
-    def from_texts(cls, texts: Mapping[str, str], schema: SchemaSource = None) -> PolicyEngine:
+    def from_texts(
+        cls, texts: Mapping[str, str], schema: SchemaSource = None, **options: Any
+    ) -> PolicyEngine:
         """An engine over policy texts given as ``{file name: source text}``.
 
         Raises:
             PolicyLoadError: the set does not load, or does not validate against the schema.
             SchemaError: the schema file is unreadable or malformed.
         """
-        return cls(load_texts(texts), schema=schema)
+        return cls(load_texts(texts), schema=schema, **options)
 
     @classmethod
-    def from_policy_set(cls, policy_set: PolicySet, schema: SchemaSource = None) -> PolicyEngine:
+    def from_policy_set(
+        cls, policy_set: PolicySet, schema: SchemaSource = None, **options: Any
+    ) -> PolicyEngine:
         """An engine over an already loaded set.
 
         Raises:
             PolicyLoadError: the set does not validate against the schema.
             SchemaError: the schema file is unreadable or malformed.
         """
-        return cls(policy_set, schema=schema)
+        return cls(policy_set, schema=schema, **options)
 
     # ------------------------------------------------------------------ properties
 
@@ -126,6 +225,16 @@ class PolicyEngine:
     def schema(self) -> Schema | None:
         """The schema requests must conform to, if any."""
         return self._schema
+
+    @property
+    def reads(self) -> frozenset[tuple[str, ...]]:
+        """Every attribute path the set reads (``("time", zone, field)`` for time fields)."""
+        return self._compiled.reads
+
+    @property
+    def stats(self) -> EngineStats:
+        """A snapshot of this engine's counters."""
+        return self._counters.snapshot()
 
     def __repr__(self) -> str:
         return f"PolicyEngine(rules={len(self._policy_set.rules)}, version={self.version[:12]})"
@@ -147,7 +256,51 @@ class PolicyEngine:
         Raises:
             InvalidRequestError: the request breaks spec §4 or does not conform to the
                 engine's schema, or ``now`` is not timezone-aware.
+            AuditError: an audit sink is configured and the record could not be written;
+                no decision is returned.
         """
+        decision = self._decide(request, now)
+        if self._audit is not None:
+            self._record([(request, decision)])
+        return decision
+
+    def evaluate_many(
+        self, requests: Sequence[Mapping[str, Any]], now: datetime | None = None
+    ) -> list[Decision]:
+        """Decide several requests; their audit records are appended together.
+
+        Raises:
+            InvalidRequestError: a request is invalid (the message names its position);
+                nothing is decided or audited.
+            AuditError: as for :meth:`evaluate`.
+        """
+        decisions: list[Decision] = []
+        for position, request in enumerate(requests):
+            try:
+                decisions.append(self._decide(request, now))
+            except InvalidRequestError as exc:
+                raise InvalidRequestError(f"request {position}: {exc}") from exc
+        if self._audit is not None and decisions:
+            self._record(list(zip(requests, decisions, strict=True)))
+        return decisions
+
+    async def aevaluate(self, request: Mapping[str, Any], now: datetime | None = None) -> Decision:
+        """:meth:`evaluate` for asyncio code: the loop is held only for the evaluation.
+
+        Network caches and audit writes run in a worker thread; the evaluation itself (tens
+        of microseconds) runs on the loop.
+        """
+        if self._inline_cache:
+            decision = self._decide(request, now)
+        else:
+            decision = await asyncio.to_thread(self._decide, request, now)
+        if self._audit is not None:
+            await asyncio.to_thread(self._record, [(request, decision)])
+        return decision
+
+    # ------------------------------------------------------------------ internals
+
+    def _decide(self, request: Mapping[str, Any], now: datetime | None) -> Decision:
         if self._schema is not None:
             parse_request(request, now=now)  # spec §4 first: an invalid request is not judged
             problems = self._schema.check_request(request)
@@ -157,7 +310,53 @@ class PolicyEngine:
                 )
         # The compiled, indexed evaluator; the reference interpreter (aegis.engine._reference)
         # is its oracle in the differential tests (spec §8).
-        return self._compiled.evaluate(request, now)
+        ctx = prepare_request(request, now)
+        if self._cache is None:
+            decision = self._compiled.decide(ctx, request, now)
+        else:
+            decision = self._cached(ctx, request, now)
+        self._counters.add("decisions")
+        return decision
+
+    def _cached(self, ctx: Ctx, request: Mapping[str, Any], now: datetime | None) -> Decision:
+        assert self._cache is not None
+        assert self._keys is not None
+        parts = {"principal": ctx[0], "action": ctx[1], "resource": ctx[2], "context": ctx[3]}
+        key = self._keys.key(self.version, parts, time_view=ctx[4])
+        try:
+            stored = self._cache.get(key)
+            if stored is not None:
+                decision = Decision.from_dict(decode_decision(stored))
+                if decision.version != self.version:
+                    raise CacheUnavailableError("the cache answered for another policy version")
+                self._counters.add("cache_hits")
+                return decision
+            self._counters.add("cache_misses")
+        except (CacheUnavailableError, EngineError) as exc:
+            self._cache_failed(exc)
+            return self._compiled.decide(ctx, request, now)
+        decision = self._compiled.decide(ctx, request, now)
+        if not decision.errors:  # CACHE-1: only clean evaluations are cached
+            try:
+                self._cache.put(key, encode_decision(decision.to_dict()), self._cache_ttl)
+            except CacheUnavailableError as exc:
+                self._cache_failed(exc)
+        return decision
+
+    def _cache_failed(self, exc: Exception) -> None:
+        self._counters.add("cache_errors")
+        _log.warning("decision cache bypassed: %s", exc)
+
+    def _record(self, decided: Sequence[tuple[Mapping[str, Any], Decision]]) -> None:
+        from aegis.engine.audit import decision_record
+
+        assert self._audit is not None
+        records = [
+            decision_record(decision, request, masker=self._masker, chain=self._audit_chain)
+            for request, decision in decided
+        ]
+        self._audit.append(records)
+        self._counters.add("audit_records", len(records))
 
 
 def _load_schema(schema: SchemaSource) -> Schema | None:
