@@ -1,7 +1,7 @@
 """Audit sink throughput: sync/async x SQLite/PostgreSQL/JSON-lines x 1 and 32 callers.
 
-``python -m benchmarks audit [--seconds 3] [--threads 1,32] [--backends sqlite,postgresql,jsonl]
-[--out benchmarks/results]``
+``python -m benchmarks audit [--seconds 3] [--threads 1,32] [--modes sync,async]
+[--backends sqlite,sqlite-normal,postgresql,jsonl] [--out benchmarks/results]``
 
 Each caller builds a decision record (with the default masking) and appends it alone, the
 way ``PolicyEngine(audit=...)`` does per decision; it counts as done when ``append``
@@ -84,7 +84,7 @@ def _pg_url() -> str:
 def _store(backend: str, workdir: Path) -> Iterator[str]:
     """A fresh store URL for one run."""
     name = uuid.uuid4().hex[:10]
-    if backend == "sqlite":
+    if backend.startswith("sqlite"):
         yield f"sqlite:///{workdir / f'{name}.db'}"
     elif backend == "jsonl":
         yield f"jsonl:{workdir / f'{name}.jsonl'}"
@@ -108,8 +108,10 @@ def _store(backend: str, workdir: Path) -> Iterator[str]:
 def run_one(backend: str, mode: str, threads: int, seconds: float, workdir: Path) -> Row:
     with _store(backend, workdir) as url:
         options: dict[str, Any] = {}
+        if backend == "sqlite-normal":  # WAL + synchronous=NORMAL: survives kill -9, not power loss
+            options["sqlite_synchronous"] = "NORMAL"
         if mode == "async":
-            options = {
+            options |= {
                 "spill_path": workdir / f"spill-{uuid.uuid4().hex[:8]}.jsonl",
                 "put_timeout": 60.0,
                 "queue_size": 10_000,
@@ -222,7 +224,9 @@ def markdown(rows: list[Row], info: dict[str, str], seconds: float) -> str:
         ]
     out += [
         "",
-        "SQLite runs with `journal_mode=WAL`, `synchronous=FULL` (each commit fsyncs the WAL). "
+        "`sqlite` runs with `journal_mode=WAL`, `synchronous=FULL` (the default: each commit "
+        "fsyncs the WAL, durable on power loss); `sqlite-normal` with `synchronous=NORMAL` "
+        "(no fsync per commit: survives `kill -9`, not a power loss or OS crash). "
         "PostgreSQL runs with its defaults (`synchronous_commit=on`). JSON-lines fsyncs each "
         "batch. The machine is shared (2 cores for several concurrent jobs): compare rows of "
         "one run, not runs.",
@@ -235,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks audit")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--threads", default="1,32")
-    parser.add_argument("--backends", default="sqlite,postgresql,jsonl")
+    parser.add_argument("--backends", default="sqlite,sqlite-normal,postgresql,jsonl")
     parser.add_argument("--modes", default="sync,async")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--no-write", action="store_true")

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from aegis.engine.audit._batching import BatchingSink, Mode
 from aegis.engine.audit._chain import ChainHead, Entry, VerifyResult, seal, verify
 from aegis.engine.audit._cli import open_sink, verify_url
 from aegis.engine.audit._files import HeadAnchor
@@ -42,12 +43,14 @@ __all__ = [
     "GENESIS_HASH",
     "AuditRecordV1",
     "AuditSink",
+    "BatchingSink",
     "ChainHead",
     "Entry",
     "HeadAnchor",
     "JsonlAuditSink",
     "Masker",
     "MemoryAuditSink",
+    "Mode",
     "VerifyResult",
     "canonical_json",
     "decision_record",

@@ -57,7 +57,13 @@ class _Waiter:
 
 
 class BatchingSink:
-    """Base class of the shipped sinks; see the module docstring for the two modes.
+    """Base class of the shipped sinks: ``sync`` group commit, ``async`` queue and spill.
+
+    A new backend subclasses it and implements ``_write(records)`` (seal after the stored
+    head and store atomically and durably; return the sealed records in order),
+    ``_stored_ids(records)`` (ids already stored, for idempotent spill replay) and
+    optionally ``_close_backend()``; its ``__init__`` ends with ``self._start()``.
+    See ``docs/audit.md`` for the two modes.
 
     Args:
         mode: ``"sync"`` or ``"async"``.
