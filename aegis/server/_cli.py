@@ -30,6 +30,7 @@ def _settings() -> Any:
 def _setup_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from aegis.server.audit import append_event
-from aegis.server.auth.passwords import PasswordHasher, check_password_policy, load_common_file
+from aegis.server.auth.passwords import (
+    ADMIN_MIN_PASSWORD_LENGTH,
+    PasswordHasher,
+    check_password_policy,
+    load_common_file,
+)
 from aegis.server.db import repositories as repo
 from aegis.server.db.database import Database
 from aegis.server.errors import ApiError, ServerError
 from aegis.server.settings import Settings
 
 __all__ = ["ADMIN_MIN_PASSWORD_LENGTH", "create_admin"]
-
-ADMIN_MIN_PASSWORD_LENGTH = 15
 
 
 def create_admin(

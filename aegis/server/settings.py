@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aegis.errors import ConfigurationError
 
@@ -99,6 +107,17 @@ class Settings(BaseModel):
             if len(key.encode()) < _MIN_SECRET_BYTES:
                 raise ValueError("every key must be at least 32 bytes of random data")
         return value
+
+    @model_validator(mode="after")
+    def _ceiling_below_100_per_hour(self) -> Settings:
+        # BF-1 / ASVS 2.2.1: fewer than 100 failed logins per hour per account, whatever the window.
+        per_hour = self.login_failures_per_account * max(1.0, 3600 / self.login_failure_window)
+        if per_hour >= 100:
+            raise ValueError(
+                "login_failures_per_account over login_failure_window allows 100 or more "
+                "failures per hour"
+            )
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod

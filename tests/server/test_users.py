@@ -218,3 +218,18 @@ def test_AUD2_chain_detects_an_edit(env: Env) -> None:
         conn.exec_driver_sql("DROP TRIGGER audit_events_no_update")
         conn.execute(sa.update(AuditEvent).where(AuditEvent.seq == 2).values(outcome="forged"))
     assert env.db.run_sync(verify_chain) == 2
+
+
+def test_PW4_admin_reset_needs_fifteen_characters_and_keeps_the_token(env: Env) -> None:
+    env.admin("boss@example.com")
+    env.client.post("/api/v1/auth/forgot-password", json={"email": "boss@example.com"})
+    token = env.mailer.last_token("boss@example.com")
+    short = env.client.post(
+        "/api/v1/auth/reset-password", json={"token": token, "new_password": "twelve chars"}
+    )
+    assert short.status_code == 422
+    long_enough = env.client.post(
+        "/api/v1/auth/reset-password",
+        json={"token": token, "new_password": "fifteen or more characters"},
+    )
+    assert long_enough.status_code == 204

@@ -20,6 +20,7 @@ from aegis.server.auth._common import common_passwords
 from aegis.server.errors import ApiError
 
 __all__ = [
+    "ADMIN_MIN_PASSWORD_LENGTH",
     "FAST_PARAMETERS",
     "MAX_PASSWORD_BYTES",
     "MIN_PASSWORD_LENGTH",
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 MIN_PASSWORD_LENGTH = 8
+#: PW-4: administrators need at least 15 characters.
+ADMIN_MIN_PASSWORD_LENGTH = 15
 MAX_PASSWORD_BYTES = 1024
 _PHC = re.compile(
     r"^\$argon2(?P<type>id|i|d)\$v=(?P<v>\d+)\$m=(?P<m>\d+),t=(?P<t>\d+),p=(?P<p>\d+)\$"

@@ -18,7 +18,11 @@ from starlette.responses import Response
 
 from aegis.server._context import AppContext
 from aegis.server.audit import append_event
-from aegis.server.auth.passwords import MAX_PASSWORD_BYTES, check_password_policy
+from aegis.server.auth.passwords import (
+    ADMIN_MIN_PASSWORD_LENGTH,
+    MAX_PASSWORD_BYTES,
+    check_password_policy,
+)
 from aegis.server.auth.throttle import address_hash
 from aegis.server.auth.tokens import fingerprint
 from aegis.server.db import repositories as repo
@@ -395,6 +399,12 @@ async def reset_password(request: Request) -> Response:
         user = session.get(User, user_id)
         if user is None or not user.is_active:
             return None
+        if "admin" in user.roles and len(data.new_password) < ADMIN_MIN_PASSWORD_LENGTH:
+            # raising rolls the transaction back: the token stays usable for a longer password
+            raise ApiError(
+                "password.rejected",
+                f"the password must have at least {ADMIN_MIN_PASSWORD_LENGTH} characters",
+            )
         user.password_hash = new_hash
         user.updated_at = now
         repo.revoke_user_sessions(session, user_id, now, "password_reset")
@@ -488,7 +498,7 @@ def endpoints() -> list[Endpoint]:
             forgot_password,
             "Ask for a password-reset e-mail",
             rate_class="auth",
-            rate_limit="5/minute;20/hour",
+            rate_limit="10/minute;50/hour",
             request_model=ForgotPasswordRequestV1,
             responses={202: ("accepted (always)", MessageV1), 422: err, 429: err},
             tags=("auth",),

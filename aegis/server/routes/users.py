@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from aegis.server.audit import append_event
-from aegis.server.auth.passwords import check_password_policy
+from aegis.server.auth.passwords import ADMIN_MIN_PASSWORD_LENGTH, check_password_policy
 from aegis.server.db import repositories as repo
 from aegis.server.db.models import User
 from aegis.server.errors import ApiError
@@ -110,7 +110,7 @@ async def change_password(request: Request) -> Response:
     check_password_policy(
         data.new_password,
         extra_common=ctx.extra_common,
-        min_length=15 if "admin" in me.roles else 8,
+        min_length=ADMIN_MIN_PASSWORD_LENGTH if "admin" in me.roles else 8,
     )
     new_hash = await ctx.hasher.hash(data.new_password)
     now = ctx.clock()
