@@ -324,15 +324,15 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         ensure_fitted(self, "offset_")
         Z = self.features_.transform(X)
         k = len(FEATURE_KINDS)
-        return np.asarray(np.abs(Z).reshape(Z.shape[0], -1, k).max(axis=2))
+        return np.asarray(np.abs(Z).reshape(Z.shape[0], k, -1).max(axis=1))
 
     def _explain_features(self, Z: FloatArray, top: int) -> list[tuple[MetricContribution, ...]]:
         if top < 1:
             raise InvalidDataError("`top` must be at least 1")
         k = len(FEATURE_KINDS)
-        a = np.abs(Z).reshape(Z.shape[0], -1, k)
-        per_metric = a.max(axis=2)
-        which = a.argmax(axis=2)
+        a = np.abs(Z).reshape(Z.shape[0], k, -1)
+        per_metric = a.max(axis=1)
+        which = a.argmax(axis=1)
         names = self.features_.metric_names_
         n_top = min(top, per_metric.shape[1])
         order = np.argsort(-per_metric, axis=1, kind="stable")[:, :n_top]

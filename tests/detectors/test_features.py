@@ -47,7 +47,8 @@ def test_causal_features_names_and_shape(train_frame: pd.DataFrame) -> None:
     z = feats.transform(train_frame)
     names = list(feats.get_feature_names_out())
     assert z.shape == (len(train_frame), 6 * len(FEATURE_KINDS))
-    assert names[:2] == ["metric_0:value", "metric_0:diff"]
+    assert names[:2] == ["metric_0:value", "metric_1:value"]
+    assert names[6] == "metric_0:diff"
     assert len(names) == z.shape[1]
     assert np.abs(z).max() <= feats.clip
 
