@@ -120,6 +120,7 @@ class BatchingSink:
         self._commit_delay = max(0.0, commit_delay)
         self._last_write = 0.0
         self._last_batch = 0
+        self._putting = 0
         self.spilled_total = 0
         """Records that went to the spill file (async)."""
         self.dropped_total = 0
@@ -170,14 +171,20 @@ class BatchingSink:
             for r in batch
         ]
         if self.mode == "async":
-            if self._closed:
-                raise AuditError("audit sink is closed")
+            with self._lock:
+                if self._closed:
+                    raise AuditError("audit sink is closed")
+                self._putting += 1  # close() waits for puts in flight before its STOP
             try:
                 self._queue.put(batch, timeout=self._put_timeout)
             except queue.Full:
                 raise AuditError(
                     f"audit queue is full (still full after {self._put_timeout:g} s)"
                 ) from None
+            finally:
+                with self._cond:
+                    self._putting -= 1
+                    self._cond.notify_all()
             return batch
         return self._append_sync(batch)
 
@@ -300,7 +307,7 @@ class BatchingSink:
             if self._closed:
                 return
             self._closed = True
-            while self._leader or self._pending:
+            while self._leader or self._pending or self._putting:
                 self._cond.wait()
         if self._thread is not None:
             self._queue.put(_STOP)
@@ -346,7 +353,11 @@ class BatchingSink:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     item = None
-            self._process(batch, final=stop)
+            try:
+                self._process(batch, final=stop)
+            except Exception:  # never let the writer die: the queue would only fill up
+                _log.exception("audit writer failed; %d records go to the spill file", len(batch))
+                self._to_spill(batch)
 
     def _process(self, batch: list[AuditRecordV1], *, final: bool) -> None:
         assert self._spill is not None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -15,7 +14,7 @@ from aegis.engine.audit._chain import ChainHead
 from aegis.engine.audit._record import AuditRecordV1, canonical_json, utc_timestamp
 from aegis.engine.errors import AuditError
 
-__all__ = ["HeadAnchor", "SpillFile", "append_durably", "fsync_dir"]
+__all__ = ["HeadAnchor", "SpillFile", "append_durably", "fsync_dir", "locked"]
 
 _log = logging.getLogger("aegis.audit")
 
@@ -30,7 +29,16 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(fd: int) -> Iterator[None]:
+def locked(fd: int) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``fd`` (several processes may share the file).
+
+    Without ``fcntl`` (Windows) there is no OS lock: one process per file there.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         yield
@@ -88,7 +96,7 @@ class HeadAnchor:
             with self._lock:
                 fd = _open_append(self.path)
                 try:
-                    with _locked(fd):
+                    with locked(fd):
                         append_durably(fd, (line + "\n").encode())
                 finally:
                     os.close(fd)
@@ -149,7 +157,7 @@ class SpillFile:
         try:
             fd = _open_append(self.path)
             try:
-                with _locked(fd):
+                with locked(fd):
                     append_durably(fd, data)
             finally:
                 os.close(fd)
@@ -182,7 +190,7 @@ class SpillFile:
         except FileNotFoundError:
             return
         try:
-            with _locked(fd):
+            with locked(fd):
                 os.ftruncate(fd, 0)
                 os.fsync(fd)
         finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -16,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from aegis.engine.audit._batching import BatchingSink, Mode
 from aegis.engine.audit._chain import ChainHead, Entry, VerifyResult, seal, verify
-from aegis.engine.audit._files import HeadAnchor, append_durably, fsync_dir
+from aegis.engine.audit._files import HeadAnchor, append_durably, fsync_dir, locked
 from aegis.engine.audit._record import GENESIS_HASH, AuditRecordV1, check_chain_name
 from aegis.engine.errors import AuditError, AuditIntegrityError
 
@@ -85,13 +84,8 @@ class JsonlAuditSink(BatchingSink):
             raise
         self._start()
 
-    @contextlib.contextmanager
-    def _flock(self) -> Iterator[None]:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+    def _flock(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self._fd)
 
     def _recover(self) -> None:
         """Read the head from the file's tail; cut a torn last line; refuse a bad tail."""

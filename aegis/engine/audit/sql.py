@@ -173,6 +173,8 @@ def _make_engine(
     except sa.exc.ArgumentError as exc:
         raise AuditError(f"invalid audit database URL `{url}`") from exc
     backend = u.get_backend_name()
+    if backend == "sqlite" and u.database in (None, "", ":memory:"):
+        raise AuditError("in-memory SQLite cannot hold an audit chain (use `memory:`)")
     if backend == "sqlite":
         if sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise AuditError(f"invalid SQLite synchronous setting `{sqlite_synchronous}`")

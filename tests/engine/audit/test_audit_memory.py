@@ -110,3 +110,31 @@ def test_async_memory_sink_flushes_in_order(tmp_path: Path, records: Records) ->
     sink.close()
     assert [r.id for r in sink.records("decisions")] == [r.id for r in batch]
     assert sink.status()["closed"]
+
+
+def test_async_close_racing_appends_loses_nothing_accepted(tmp_path: Path) -> None:
+    sink = MemoryAuditSink("async", spill_path=tmp_path / "spill.jsonl", queue_size=4)
+    accepted: list[str] = []
+    refused = threading.Event()
+
+    def writer(k: int) -> None:
+        i = 0
+        while True:
+            try:
+                out = sink.append([event_record("e", {"k": k, "i": i})])
+            except AuditError:
+                refused.set()
+                return
+            accepted.append(out[0].id)
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    threading.Event().wait(0.05)
+    sink.close()
+    for t in threads:
+        t.join(10)
+    assert refused.is_set()
+    assert sorted(r.id for r in sink.records("events")) == sorted(accepted)
+    assert sink.verify()["events"].ok

@@ -340,6 +340,8 @@ def test_bad_urls_are_clear_errors(tmp_path: Path) -> None:
         SqlAuditSink("not a url")
     with pytest.raises(AuditError, match="not supported"):
         SqlAuditSink("mysql://x@localhost/db")
+    with pytest.raises(AuditError, match="in-memory SQLite"):
+        SqlAuditSink("sqlite://")
     (tmp_path / "empty.db").touch()
     with pytest.raises(AuditError, match="no audit table"):
         verify_database(f"sqlite:///{tmp_path / 'empty.db'}")
