@@ -116,18 +116,33 @@ def _scalar(value: Any, where: str) -> Any:
         return utc_timestamp(value)
     if isinstance(value, date):
         return value.isoformat()
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        return _text(str(value))
+    if value is None or isinstance(value, bool | int | float):
         return value
     raise AuditError(f"audit value in `{where}` has unsupported type `{type(value).__name__}`")
+
+
+def _text(value: str) -> str:
+    """``value`` with lone surrogates (not encodable as UTF-8) replaced by U+FFFD."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+    return value
 
 
 def _jsonable(value: Any, where: str) -> Any:
     """A plain-JSON copy of ``value`` (dicts with string keys, lists, scalars)."""
     t = type(value)
-    if t is _Json or t is str or t is int or t is bool or value is None:
+    if t is str:
+        return _text(value)
+    if t is _Json or t is int or t is bool or value is None:
         return value
     if isinstance(value, Mapping):
-        return _Json({str(k): _jsonable(v, where) for k, v in value.items()})
+        return _Json({_text(str(k)): _jsonable(v, where) for k, v in value.items()})
     if isinstance(value, list | tuple):
         return [_jsonable(v, where) for v in value]
     return _scalar(value, where)
@@ -421,7 +436,7 @@ class Masker:
 
     def mask(self, value: Mapping[str, Any]) -> dict[str, Any]:
         """A masked, plain-JSON copy of ``value`` (the input is not modified)."""
-        return _Json({str(k): self._mask(v, (str(k),)) for k, v in value.items()})
+        return _Json({_text(str(k)): self._mask(v, (_text(str(k)),)) for k, v in value.items()})
 
     def _matches(self, path: tuple[str, ...]) -> bool:
         if path in self._exact:
@@ -437,10 +452,12 @@ class Masker:
         if path[-1].lower() in self._sensitive or self._matches(path):
             return self.replacement(value)
         t = type(value)
-        if t is str or t is int or t is bool or value is None:
+        if t is str:
+            return _text(value)
+        if t is int or t is bool or value is None:
             return value
         if isinstance(value, Mapping):
-            return {str(k): self._mask(v, (*path, str(k))) for k, v in value.items()}
+            return {_text(str(k)): self._mask(v, (*path, _text(str(k)))) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self._mask(v, path) for v in value]
         return _scalar(value, "request")
@@ -489,12 +506,8 @@ def decision_record(
     d = _decision_mapping(decision)
     errors: list[dict[str, str]] = []
     for err in d.get("errors", ()):
-        if isinstance(err, Mapping):
-            errors.append({"rule": str(err.get("rule")), "message": str(err.get("message"))})
-        else:
-            errors.append(
-                {"rule": str(getattr(err, "rule", "")), "message": str(getattr(err, "message", ""))}
-            )
+        get = err.get if isinstance(err, Mapping) else lambda key, e=err: getattr(e, key, "")
+        errors.append({"rule": _text(str(get("rule"))), "message": _text(str(get("message")))})
     version = d.get("version")
     return AuditRecordV1(
         id=record_id or str(uuid.uuid4()),
@@ -504,10 +517,10 @@ def decision_record(
         policy_version=None if version is None else str(version),
         request=(masker or _DEFAULT_MASKER).mask(request),
         decision=str(d.get("decision")),
-        allow=tuple(str(x) for x in d.get("allow", ())),
-        deny=tuple(str(x) for x in d.get("deny", ())),
+        allow=tuple(_text(str(x)) for x in d.get("allow", ())),
+        deny=tuple(_text(str(x)) for x in d.get("deny", ())),
         errors=tuple(errors),
-        reason=None if d.get("reason") is None else str(d.get("reason")),
+        reason=None if d.get("reason") is None else _text(str(d.get("reason"))),
     )
 
 

@@ -244,9 +244,14 @@ def _entries(path: Path) -> Iterator[Entry]:
                 yield Entry(None, f"{where} is torn (no newline)", where)
                 continue
             try:
-                yield Entry(AuditRecordV1.from_json(text), None, where)
+                rec = AuditRecordV1.from_json(text)
             except AuditError as exc:
                 yield Entry(None, f"{where}: {exc}", where)
+                continue
+            if text != rec.to_json() + "\n":  # any byte edit counts, even a harmless one
+                yield Entry(rec, f"{where} is not the canonical text of its record", where)
+            else:
+                yield Entry(rec, None, where)
 
 
 def verify_jsonl(

@@ -285,6 +285,8 @@ def _entry(row: Any) -> Entry:
         rec = AuditRecordV1.from_json(row.body).with_hash(row.hash)
     except AuditError as exc:
         return Entry(None, f"{where}: body is not a record ({exc})", where)
+    if row.body != rec.body_json():  # any byte edit counts, even a harmless one
+        return Entry(rec, f"{where}: body is not the canonical text that was hashed", where)
     for name in ("chain", "id", "kind", "policy_version", "decision", "prev_hash"):
         if getattr(rec, name) != getattr(row, name):
             return Entry(rec, f"{where}: column `{name}` disagrees with the hashed record", where)

@@ -171,3 +171,26 @@ def test_unreadable_file_is_an_audit_error(tmp_path: Path) -> None:
         verify_jsonl(tmp_path / "missing.jsonl")
     with pytest.raises(AuditError, match="cannot open audit file"):
         JsonlAuditSink(tmp_path)  # a directory
+
+
+def test_AUD2_even_a_harmless_byte_edit_is_named(audit_file: Path) -> None:
+    content = lines(audit_file)
+    content[1] = content[1].replace('{"allow":', '{ "allow":', 1)  # same JSON value
+    write(audit_file, content)
+    result = verify_jsonl(audit_file)
+    assert (result.ok, result.problem, result.first_bad_seq) == (False, "changed", 2)
+    assert "canonical" in (result.reason or "")
+
+
+def test_lone_surrogates_are_replaced_so_records_stay_writable(
+    tmp_path: Path, records: Records
+) -> None:
+    from aegis.engine.audit import decision_record
+
+    request = json.loads('{"principal": {"id": "\\ud800x", "\\udfff": 1}, "action": "a"}')
+    rec = decision_record({"decision": "DENY", "reason": "r", "version": "v"}, request)
+    path = tmp_path / "s.jsonl"
+    with JsonlAuditSink(path) as sink:
+        out = sink.append([rec])
+    assert out[0].request == {"principal": {"id": "\ufffdx", "\ufffd": 1}, "action": "a"}
+    assert verify_jsonl(path).ok

@@ -147,16 +147,21 @@ def test_AUD1_app_role_can_only_select_and_insert(
         app_role_grants('x"; DROP TABLE y; --')
 
 
-@pytest.mark.parametrize("column", ["body", "decision"])
+@pytest.mark.parametrize("edit", ["body", "decision", "time", "harmless", "hash", "prev_hash"])
 def test_AUD2_changed_row_is_named_after_triggers_dropped(
-    sink: SqlAuditSink, admin: sa.Engine, records: Records, column: str
+    sink: SqlAuditSink, admin: sa.Engine, records: Records, edit: str
 ) -> None:
     sink.append(records(6))
     drop_triggers(admin)
-    if column == "body":
-        run(admin, f"UPDATE {TABLE_NAME} SET body = replace(body, 'api-3', 'api-X') WHERE seq = 4")
-    else:
-        run(admin, f"UPDATE {TABLE_NAME} SET decision = 'XXX' WHERE seq = 4")
+    sets = {
+        "body": "body = replace(body, 'api-3', 'api-X')",
+        "decision": "decision = 'XXX'",
+        "time": "time = '2020-01-01 00:00:00'",
+        "harmless": "body = replace(body, '{\"allow\":', '{ \"allow\":')",  # same JSON value
+        "hash": "hash = prev_hash",
+        "prev_hash": "prev_hash = hash",
+    }
+    run(admin, f"UPDATE {TABLE_NAME} SET {sets[edit]} WHERE seq = 4")
     result = verify_database(sink.url)["decisions"]
     assert (result.ok, result.problem, result.first_bad_seq) == (False, "changed", 4)
 
