@@ -63,17 +63,18 @@ class AppContext:
     authorizer: Authorizer
     client_address: ClientAddress
     endpoints: Sequence[Endpoint]
-    routes: list[tuple[BaseRoute, Endpoint]] = field(default_factory=list)
+    routes: list[tuple[BaseRoute, Mapping[str, Endpoint]]] = field(default_factory=list)
     extra_common: frozenset[str] = frozenset()
     health_checks: Mapping[str, HealthCheck] = field(default_factory=dict)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("aegis.server"))
 
     def resolve(self, scope: Scope) -> tuple[Endpoint | None, dict[str, Any]]:
         """The endpoint a request will reach, and its path parameters (``None`` if no route)."""
-        for route, endpoint in self.routes:
+        method = "GET" if scope.get("method") == "HEAD" else scope.get("method", "")
+        for route, by_method in self.routes:
             match, child = route.matches(scope)
-            if match is Match.FULL:
-                return endpoint, dict(child.get("path_params", {}))
+            if match is Match.FULL and method in by_method:
+                return by_method[method], dict(child.get("path_params", {}))
         return None, {}
 
     def event(self, name: str, **fields: Any) -> None:

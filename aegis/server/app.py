@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,6 +105,14 @@ async def _on_crash(request: Request, exc: Exception) -> Response:
     )
 
 
+def _dispatcher(by_method: Mapping[str, Endpoint]) -> Callable[[Request], Awaitable[Response]]:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await by_method[method].handler(request)
+
+    return dispatch
+
+
 def create_app(
     settings: Settings,
     *,
@@ -189,11 +197,15 @@ def create_app(
         extra_common=load_common_file(settings.common_passwords_file),
         health_checks=dict(health_checks or {}),
     )
-    routes: list[Route] = []
+    # One Starlette route per path, so a 405 lists every method the path has in `Allow`.
+    by_path: dict[str, dict[str, Endpoint]] = {}
     for endpoint in endpoints:
-        route = Route(endpoint.path, endpoint.handler, methods=[endpoint.method])
+        by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint
+    routes: list[Route] = []
+    for path, by_method in by_path.items():
+        route = Route(path, _dispatcher(by_method), methods=sorted(by_method))
         routes.append(route)
-        ctx.routes.append((route, endpoint))
+        ctx.routes.append((route, by_method))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

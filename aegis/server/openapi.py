@@ -12,6 +12,7 @@ from aegis._version import __version__
 from aegis.server.errors import STATUS_BY_CODE
 from aegis.server.middleware.auth import anonymous_request
 from aegis.server.permissions import Authorizer, Endpoint
+from aegis.server.schemas import ErrorV1
 from aegis.server.settings import Settings
 
 __all__ = ["build_openapi"]
@@ -26,6 +27,31 @@ def _models(endpoints: Sequence[Endpoint]) -> list[type[BaseModel]]:
             if model is not None:
                 found[model.__name__] = model
     return [found[name] for name in sorted(found)]
+
+
+def _common_errors(endpoint: Endpoint, public: bool) -> dict[int, str]:
+    """The errors every operation of this shape can answer (middleware, not the handler)."""
+    out = {
+        429: "rate limited (`Retry-After` says when to retry)",
+        503: "a dependency (the database) is unavailable",
+    }
+    if endpoint.request_model is not None:
+        out |= {
+            400: "the body is not valid or bounded JSON",
+            413: "the body is too large",
+            415: "the body is not `application/json`",
+            422: "the body does not match the schema",
+        }
+    if not public:
+        out |= {401: "no valid access token", 403: "the policy does not allow it"}
+    if "{" in endpoint.path:
+        out[404] = "no such resource"
+    if endpoint.method == "GET" and endpoint.path in _PAGED:
+        out[422] = "a query parameter is invalid"
+    return out
+
+
+_PAGED = frozenset({"/api/v1/users", "/api/v1/audit/events"})
 
 
 def build_openapi(
@@ -53,8 +79,11 @@ def build_openapi(
                 endpoint.action, endpoint.path, endpoint.method, settings.metrics_protected
             )
         )
+        declared = dict(endpoint.responses)
+        for status, description in _common_errors(endpoint, public).items():
+            declared.setdefault(status, (description, ErrorV1))
         responses: dict[str, Any] = {}
-        for status, (description, model) in sorted(endpoint.responses.items()):
+        for status, (description, model) in sorted(declared.items()):
             entry: dict[str, Any] = {"description": description}
             if model is not None:
                 entry["content"] = {
@@ -83,11 +112,36 @@ def build_openapi(
                 },
             }
         params = [name.strip("{}") for name in endpoint.path.split("/") if name.startswith("{")]
-        if params:
-            operation["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in params
+        parameters: list[dict[str, Any]] = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ]
+        if endpoint.method == "GET" and endpoint.path in _PAGED:
+            parameters += [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "description": "page size, 1..500 (larger values are clamped to 500)",
+                    "schema": {"type": "integer", "minimum": 1},
+                },
+                {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
             ]
+        if endpoint.path == "/api/v1/audit/events":
+            parameters += [
+                {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                for n in ("action", "actor_id", "target_id", "outcome")
+            ] + [
+                {
+                    "name": n,
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "format": "date-time"},
+                }
+                for n in ("since", "until")
+            ]
+        if parameters:
+            operation["parameters"] = parameters
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
     return {
         "openapi": "3.1.0",

@@ -34,14 +34,12 @@ _STRICT = ConfigDict(extra="forbid", strict=True)
 
 Email = Annotated[
     str,
-    StringConstraints(
-        min_length=3, max_length=320, pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\z"
-    ),
+    StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+$"),
 ]
 #: Passwords are checked by the policy (1 024 bytes); this bound only stops absurd inputs early.
 Password = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
-Name = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*\z")]
-Role = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}\z")]
+Name = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+Role = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 

@@ -50,7 +50,7 @@ class Settings(BaseModel):
 
     # secrets and tokens
     jwt_secret: SecretStr
-    jwt_key_id: str = Field(default="k1", pattern=r"^[A-Za-z0-9_-]{1,32}\z")
+    jwt_key_id: str = Field(default="k1", pattern=r"^[A-Za-z0-9_-]{1,32}$")
     jwt_previous_keys: tuple[SecretStr, ...] = ()  # "kid:secret" entries still accepted
     jwt_issuer: str = "aegis"
     jwt_audience: str = "aegis-api"

@@ -252,3 +252,20 @@ def test_cli_db_upgrade_and_admin_create(tmp_path: Any) -> None:
     )
     assert short.returncode == 1
     assert "15 characters" in short.stderr
+
+
+def test_INP2_lone_surrogates_are_refused(env: Env) -> None:
+    body = b'{"email": "a\\ud92f@example.com", "password": "long enough pass"}'
+    response = env.client.post(SIGNUP, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+
+
+def test_405_lists_every_method_of_the_path(env: Env) -> None:
+    response = env.client.request("OPTIONS", "/api/v1/users/x")
+    assert response.status_code == 405
+    assert set(response.headers["allow"].replace(" ", "").split(",")) == {
+        "GET",
+        "HEAD",
+        "PATCH",
+        "DELETE",
+    }

@@ -49,15 +49,28 @@ def _constant(text: str) -> Any:
     raise _Malformed(f"`{text}` is not JSON")
 
 
+def _text(value: str) -> None:
+    # `"\ud800"` is valid JSON but not Unicode text: refuse it before it reaches a database.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Malformed("a string holds a lone surrogate") from None
+
+
 def _depth_ok(value: Any, limit: int) -> bool:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict | list):
+        if isinstance(item, str):
+            _text(item)
+        elif isinstance(item, dict | list):
             if depth > limit:
                 return False
             if isinstance(item, list) and len(item) > _MAX_ITEMS:
                 raise _Malformed("an array has more than 10000 items")
+            if isinstance(item, dict):
+                for key in item:
+                    _text(key)
             children: Iterator[Any] = iter(item.values() if isinstance(item, dict) else item)
             stack.extend((child, depth + 1) for child in children)
     return True

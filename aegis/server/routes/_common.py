@@ -80,6 +80,6 @@ def page_limit(raw: str | None, default: int = 50, maximum: int = 500) -> int:
     """The ``limit`` query parameter, clamped to ``1..maximum``."""
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 6:
+    if not raw.isdigit() or len(raw) > 6 or int(raw) < 1:
         raise ApiError("request.invalid", "`limit` must be a positive integer")
     return min(max(int(raw), 1), maximum)

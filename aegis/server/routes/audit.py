@@ -27,7 +27,7 @@ _FILTERS = {"action", "actor_id", "target_id", "outcome"}
 
 def _time(name: str, raw: str) -> datetime:
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ApiError("request.invalid", f"`{name}` must be an ISO-8601 time") from None
     if value.tzinfo is None:
@@ -41,7 +41,7 @@ async def list_events(request: Request) -> Response:
     params = query_params(request, {"limit", "cursor", "since", "until", *_FILTERS})
     limit = page_limit(params.get("limit"))
     query = sa.select(AuditEvent).order_by(AuditEvent.seq).limit(limit + 1)
-    if "cursor" in params:
+    if params.get("cursor"):
         if not params["cursor"].isdigit() or len(params["cursor"]) > 18:
             raise ApiError("request.invalid", "`cursor` is invalid")
         query = query.where(AuditEvent.seq > int(params["cursor"]))

@@ -151,7 +151,7 @@ async def list_users(request: Request) -> Response:
     ctx = context(request)
     params = query_params(request, {"limit", "cursor"})
     limit = page_limit(params.get("limit"))
-    cursor = params.get("cursor")
+    cursor = params.get("cursor") or None
 
     def page(session: Any) -> list[dict[str, Any]]:
         query = sa.select(User).order_by(User.id).limit(limit + 1)
