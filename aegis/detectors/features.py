@@ -27,7 +27,10 @@ whose normal values are mostly constant with rare spikes (the MAD is then 0 and 
 would look infinite). Clipping bounds the influence of any one feature on the models after it.
 A feature that was exactly constant in training is ignored (z-score 0): it carries no
 information about normal variability, and on data with mode or flag channels a change of
-such a channel would otherwise dominate every score.
+such a channel would otherwise dominate every score. Likewise the ``value`` of a metric that
+behaved like a counter in training (rising on at least half of the steps, almost never
+falling: request totals, byte counts, timestamps) is ignored, because it only ever leaves its
+training range; its ``diff``, ``dev``, ``spread`` and ``slope`` carry the rate.
 
 Missing values are carried forward within the input (causal), and a metric missing from the
 start is imputed with its training median, so a metric that dies (all-NaN or frozen from some
@@ -152,6 +155,21 @@ def window_features(X: FloatArray, window: int = 30) -> FloatArray:
     return out.reshape(n, m * len(FEATURE_KINDS))
 
 
+def _counter_columns(X: FloatArray) -> npt.NDArray[np.bool_]:
+    """Columns that behave like counters in ``X``: mostly rising, (almost) never falling.
+
+    At least half of the steps rise and at most 1% of the moving steps fall (a counter reset
+    now and then is allowed).
+    """
+    if X.shape[0] < 3:
+        return np.zeros(X.shape[1], dtype=bool)
+    steps = np.diff(X, axis=0)
+    rising = (steps > 0).mean(axis=0)
+    falling = (steps < 0).mean(axis=0)
+    result: npt.NDArray[np.bool_] = (rising >= 0.5) & (falling <= 0.01 * rising)
+    return result
+
+
 class CausalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """Causal window features as z-scores against the training baseline.
 
@@ -166,6 +184,8 @@ class CausalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         fill_: per metric training median, used before a metric's first value.
         center_: per feature training median.
         inverse_scale_: ``1 / scale_`` (0 for ignored features).
+        counters_: per metric, whether it behaved like a counter in training (its ``value``
+            feature is then ignored).
         scale_: per feature training standard deviation (floored; ``inf`` for features that
             were constant in training, which are thereby ignored).
     """
@@ -186,7 +206,8 @@ class CausalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         with np.errstate(all="ignore"):
             fill = np.nanmedian(np.where(np.isnan(arr).all(0), 0.0, arr), axis=0)
         self.fill_ = np.nan_to_num(fill)
-        raw = window_features(impute_causal(arr, self.fill_), self.window)
+        imputed = impute_causal(arr, self.fill_)
+        raw = window_features(imputed, self.window)
         self.center_ = np.median(raw, axis=0)
         std = raw.std(axis=0)
         floor = 1e-3 * np.maximum(1.0, np.abs(self.center_))
@@ -194,6 +215,11 @@ class CausalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         # gets an infinite scale (its z-score is always 0) instead of turning every later
         # change, such as a flag or a counter that starts moving, into a maximal anomaly.
         self.scale_ = np.where(std > 0.0, np.maximum(std, floor), np.inf)
+        # A counter (monotonic in training: request totals, timestamps) only ever leaves its
+        # training range, so its raw value is ignored; its rate (diff, slope) carries the signal.
+        self.counters_ = _counter_columns(imputed)
+        m = arr.shape[1]
+        self.scale_[:m][self.counters_] = np.inf
         self.inverse_scale_ = 1.0 / self.scale_
         return self
 

@@ -84,3 +84,19 @@ def test_non_numeric_and_too_short_input_are_refused() -> None:
         CausalFeatures().fit(pd.DataFrame({"a": ["x", "y", "z"]}))
     with pytest.raises(InvalidDataError, match="at least 2 rows"):
         CausalFeatures().fit(np.zeros((1, 3)))
+
+
+def test_counters_are_judged_by_their_rate_not_their_ever_growing_value() -> None:
+    rng = np.random.default_rng(0)
+    n = 500
+    total = np.cumsum(rng.poisson(10, 2 * n)).astype(float)  # a request counter
+    noise = rng.normal(size=2 * n)
+    X = np.column_stack([total, noise])
+    feats = CausalFeatures(window=10).fit(X[:n])
+    assert feats.counters_.tolist() == [True, False]
+    later = feats.transform(X[n:])
+    names = list(feats.get_feature_names_out())
+    value = names.index("m0:value")
+    diff = names.index("m0:diff")
+    assert np.all(later[:, value] == 0.0)  # ignored although far beyond the training range
+    assert np.abs(later[:, diff]).max() < feats.clip  # the rate stays in range
