@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -95,7 +95,7 @@ def verify(
     records: Iterable[AuditRecordV1 | Entry],
     *,
     chain: str | None = None,
-    anchor: ChainHead | None = None,
+    anchor: ChainHead | Sequence[ChainHead] | None = None,
 ) -> VerifyResult:
     """Recompute one chain and name the first bad record.
 
@@ -114,7 +114,8 @@ def verify(
     Args:
         records: the stored records (or :class:`Entry` from a reader), in storage order.
         chain: when given, every record must belong to this chain.
-        anchor: a head published earlier to an independent sink; detects tail truncation.
+        anchor: heads published earlier (to an independent sink, or the store's own head
+            table): each must still be in the chain, which detects tail truncation.
 
     Returns:
         A :class:`VerifyResult`; ``verify`` raises nothing for bad data.
@@ -122,7 +123,9 @@ def verify(
     expected = 1
     prev_hash = GENESIS_HASH
     checked = 0
-    anchor_hash_seen: str | None = None
+    anchors = [] if anchor is None else [anchor] if isinstance(anchor, ChainHead) else list(anchor)
+    anchored = {a.seq for a in anchors if a.seq > 0}
+    seen_at: dict[int, str] = {}
     it = _entries(records)
 
     def bad(seq: int, problem: Problem, reason: str, entry: Entry | None = None) -> VerifyResult:
@@ -168,8 +171,8 @@ def verify(
                     f"was replaced and re-hashed, or this link was altered",
                     entry,
                 )
-            if anchor is not None and rec.seq == anchor.seq:
-                anchor_hash_seen = rec.hash
+            if rec.seq in anchored:
+                seen_at[rec.seq] = rec.hash
             prev_hash = rec.hash
             expected += 1
             checked += 1
@@ -199,26 +202,28 @@ def verify(
         )
 
     head = ChainHead(expected - 1, prev_hash)
-    if anchor is not None and anchor.seq > 0:
-        if head.seq < anchor.seq:
+    for a in sorted(anchors, key=lambda x: x.seq):
+        if a.seq <= 0:
+            continue
+        if head.seq < a.seq:
             return VerifyResult(
                 ok=False,
                 checked=checked,
                 first_bad_seq=head.seq + 1,
                 reason=(
-                    f"chain ends at seq {head.seq} but the anchor recorded seq {anchor.seq}: "
+                    f"chain ends at seq {head.seq} but its head was recorded at seq {a.seq}: "
                     f"records were removed from the tail"
                 ),
                 problem="truncated",
                 chain=chain,
                 head=head,
             )
-        if anchor_hash_seen != anchor.hash:
+        if seen_at.get(a.seq) != a.hash:
             return VerifyResult(
                 ok=False,
                 checked=checked,
-                first_bad_seq=anchor.seq,
-                reason=f"seq {anchor.seq} differs from the anchored head: the chain was rewritten",
+                first_bad_seq=a.seq,
+                reason=f"seq {a.seq} differs from the recorded head: the chain was rewritten",
                 problem="changed",
                 chain=chain,
                 head=head,

@@ -16,10 +16,15 @@ from pydantic import BaseModel, ConfigDict
 from aegis.engine.audit._batching import BatchingSink, Mode
 from aegis.engine.audit._chain import ChainHead, Entry, VerifyResult, seal, verify
 from aegis.engine.audit._files import HeadAnchor, append_durably, fsync_dir, locked
-from aegis.engine.audit._record import GENESIS_HASH, AuditRecordV1, check_chain_name
+from aegis.engine.audit._record import (
+    GENESIS_HASH,
+    AuditRecordV1,
+    canonical_json,
+    check_chain_name,
+)
 from aegis.engine.errors import AuditError, AuditIntegrityError
 
-__all__ = ["JsonlAuditSink", "JsonlSinkConfig", "factory", "verify_jsonl"]
+__all__ = ["JsonlAuditSink", "JsonlSinkConfig", "factory", "head_path", "verify_jsonl"]
 
 _log = logging.getLogger("aegis.audit")
 
@@ -41,6 +46,9 @@ class JsonlAuditSink(BatchingSink):
         mode: ``"sync"`` (default) or ``"async"``.
         fsync: fsync every batch (default). ``False`` survives a process crash, not a power
             loss.
+        head_file: keep ``<path>.head`` with the chain head, rewritten after each batch, so
+            that verification notices lines cut from the end by someone who left it alone
+            (an external :class:`HeadAnchor` is what resists an informed intruder).
         spill_path: async spill file; default ``<path>.spill``.
         **options: see :class:`aegis.engine.audit._batching.BatchingSink`.
 
@@ -57,9 +65,11 @@ class JsonlAuditSink(BatchingSink):
         mode: Mode = "sync",
         fsync: bool = True,
         spill_path: str | os.PathLike[str] | None = None,
+        head_file: bool = True,
         **options: Any,
     ) -> None:
         self.path = Path(path)
+        self._head_path = head_path(self.path) if head_file else None
         if mode == "async" and spill_path is None:
             spill_path = self.path.with_name(self.path.name + ".spill")
         super().__init__(
@@ -152,7 +162,24 @@ class JsonlAuditSink(BatchingSink):
                 ) from exc
             self._size += len(data)
             self._head = head
+            self._write_head_file(head)
         return sealed
+
+    def _write_head_file(self, head: ChainHead) -> None:
+        # After the data fsync, so the head file is never ahead of durable records; not
+        # fsynced itself: after a crash it may lag, which verify accepts.
+        if self._head_path is None:
+            return
+        data = canonical_json({"chain": self.chain, "seq": head.seq, "hash": head.hash}) + "\n"
+        try:
+            fd = os.open(self._head_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.pwrite(fd, data.encode(), 0)
+                os.ftruncate(fd, len(data))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            _log.error("cannot write audit head file %s: %s", self._head_path, exc.strerror)
 
     def _stored_ids(self, records: Sequence[AuditRecordV1]) -> set[str]:
         wanted = {r.id for r in records}
@@ -254,14 +281,37 @@ def _entries(path: Path) -> Iterator[Entry]:
                 yield Entry(rec, None, where)
 
 
+def head_path(path: Path) -> Path:
+    """The head file kept beside a JSON-lines audit file."""
+    return path.with_name(path.name + ".head")
+
+
+def _read_head_file(path: Path) -> tuple[str, ChainHead] | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise AuditError(f"cannot read audit head file `{path}`: {exc.strerror}") from exc
+    try:
+        raw = json.loads(text)
+        return str(raw["chain"]), ChainHead(int(raw["seq"]), str(raw["hash"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AuditError(f"audit head file `{path}` is not a head entry") from exc
+
+
 def verify_jsonl(
-    path: str | os.PathLike[str], *, anchors: Mapping[str, ChainHead] | None = None
+    path: str | os.PathLike[str],
+    *,
+    anchors: Mapping[str, ChainHead] | None = None,
+    head_file: bool = True,
 ) -> VerifyResult:
     """Verify the chain kept in a JSON-lines audit file.
 
     Args:
         path: the file.
         anchors: heads published to an independent anchor (:class:`HeadAnchor`), by chain.
+        head_file: also check the head recorded in ``<path>.head``, when it exists.
 
     Returns:
         The chain's :class:`VerifyResult`; its ``where`` names the offending line.
@@ -278,9 +328,16 @@ def verify_jsonl(
     chain: str | None = None
     with contextlib.suppress(ValueError, TypeError, KeyError):
         chain = str(json.loads(first)["chain"])
-    anchor = (anchors or {}).get(chain) if chain is not None else None
+    heads: list[ChainHead] = []
+    stored = _read_head_file(head_path(p)) if head_file else None
+    if stored is not None:
+        chain = chain or stored[0]
+        if stored[0] == chain:
+            heads.append(stored[1])
+    if chain is not None and chain in (anchors or {}):
+        heads.append((anchors or {})[chain])
     try:
-        return verify(_entries(p), chain=chain, anchor=anchor)
+        return verify(_entries(p), chain=chain, anchor=heads)
     except OSError as exc:
         raise AuditError(f"cannot read audit file `{p}`: {exc.strerror}") from exc
 
@@ -293,6 +350,7 @@ class JsonlSinkConfig(BaseModel):
     chain: str | None = None
     mode: Mode = "sync"
     fsync: bool = True
+    head_file: bool = True
     spill_path: Path | None = None
     anchor_path: Path | None = None
     anchor_interval: float = 60.0
@@ -307,6 +365,7 @@ class _Factory:
             chain=config.chain,
             mode=config.mode,
             fsync=config.fsync,
+            head_file=config.head_file,
             spill_path=config.spill_path,
             anchor=HeadAnchor(config.anchor_path) if config.anchor_path else None,
             anchor_interval=config.anchor_interval,

@@ -36,10 +36,12 @@ except ImportError as _exc:  # pragma: no cover - the server/postgres extras ins
     raise MissingDependencyError("sqlalchemy", "server") from _exc
 
 __all__ = [
+    "HEADS_TABLE_NAME",
     "TABLE_NAME",
     "SqlAuditSink",
     "SqlSinkConfig",
     "app_role_grants",
+    "audit_heads",
     "audit_records",
     "factory",
     "metadata",
@@ -77,6 +79,22 @@ audit_records = sa.Table(
     sa.Index(f"ix_{TABLE_NAME}_time", "time"),
 )
 """The audit table: one row per record, every chain."""
+
+HEADS_TABLE_NAME = "aegis_audit_heads"
+
+audit_heads = sa.Table(
+    HEADS_TABLE_NAME,
+    metadata,
+    sa.Column("chain", sa.String(128), nullable=False),
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.PrimaryKeyConstraint("chain", name=f"pk_{HEADS_TABLE_NAME}"),
+)
+"""Each chain's head, updated in the same transaction as the append.
+
+Not append-only (it is updated): it catches a naive deletion of the last rows, not an
+intruder who also rewrites it — only an external anchor (AUD-3) resists that.
+"""
 
 _ROLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -141,6 +159,8 @@ def app_role_grants(role: str) -> list[str]:
         f"REVOKE ALL ON TABLE {TABLE_NAME} FROM PUBLIC",
         f'REVOKE ALL ON TABLE {TABLE_NAME} FROM "{role}"',
         f'GRANT SELECT, INSERT ON TABLE {TABLE_NAME} TO "{role}"',
+        f"REVOKE ALL ON TABLE {HEADS_TABLE_NAME} FROM PUBLIC",
+        f'GRANT SELECT, INSERT, UPDATE ON TABLE {HEADS_TABLE_NAME} TO "{role}"',
     ]
 
 
@@ -346,6 +366,11 @@ class SqlAuditSink(BatchingSink):
         self.dialect = self._engine.dialect.name
         self._insert = _insert_sql(self._engine.dialect.paramstyle)
         mark = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
+        self._head_upsert = (
+            f"INSERT INTO {HEADS_TABLE_NAME} (chain, seq, hash) "  # noqa: S608 - constants
+            f"VALUES ({mark}, {mark}, {mark}) "
+            "ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
+        )
         self._head_sql = (
             f"SELECT seq, hash FROM {TABLE_NAME} WHERE chain = {mark} "  # noqa: S608 - constants
             f"ORDER BY seq DESC LIMIT 1"
@@ -378,7 +403,12 @@ class SqlAuditSink(BatchingSink):
             with self._engine.begin() as conn:
                 if self.dialect == "postgresql":
                     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
-                if sa.inspect(conn).has_table(TABLE_NAME) and self._has_triggers(conn):
+                inspector = sa.inspect(conn)
+                if (
+                    inspector.has_table(TABLE_NAME)
+                    and inspector.has_table(HEADS_TABLE_NAME)
+                    and self._has_triggers(conn)
+                ):
                     return
                 metadata.create_all(conn, checkfirst=True)
                 for stmt in schema_ddl(self.dialect):
@@ -442,6 +472,8 @@ class SqlAuditSink(BatchingSink):
                         rows.append(_row_for(rec, self.dialect))
                 # Driver-level executemany: the Core insert() costs ~10x more per row.
                 conn.exec_driver_sql(self._insert, rows)
+                heads = {r.chain: (r.chain, r.seq, r.hash) for r in out if r is not None}
+                conn.exec_driver_sql(self._head_upsert, list(heads.values()))
         except sa.exc.SQLAlchemyError as exc:
             raise AuditError(
                 f"audit write to `{_safe_url(self.url)}` failed: {_describe(exc)}"
@@ -521,17 +553,26 @@ def _verify_engine(
     engine: sa.Engine, anchors: Mapping[str, ChainHead] | None
 ) -> dict[str, VerifyResult]:
     results: dict[str, VerifyResult] = {}
+    external = dict(anchors or {})
     with _reader(engine) as conn:
-        if not sa.inspect(conn).has_table(TABLE_NAME):
+        inspector = sa.inspect(conn)
+        if not inspector.has_table(TABLE_NAME):
             raise AuditError(
                 f"database `{_safe_url(engine.url)}` has no audit table `{TABLE_NAME}`"
             )
+        stored: dict[str, ChainHead] = {}
+        if inspector.has_table(HEADS_TABLE_NAME):
+            h = audit_heads
+            stored = {
+                str(r[0]): ChainHead(int(r[1]), str(r[2]))
+                for r in conn.execute(sa.select(h.c.chain, h.c.seq, h.c.hash))
+            }
         t = audit_records
         chains = [r[0] for r in conn.execute(sa.select(t.c.chain).distinct().order_by(t.c.chain))]
-        for chain in sorted(set(chains) | set(anchors or {})):
-            anchor = (anchors or {}).get(chain)
+        for chain in sorted(set(chains) | set(external) | set(stored)):
+            heads = [a for a in (external.get(chain), stored.get(chain)) if a is not None]
             with contextlib.closing(_chain_entries(conn, chain)) as entries:
-                results[chain] = verify(entries, chain=chain, anchor=anchor)
+                results[chain] = verify(entries, chain=chain, anchor=heads)
     return results
 
 

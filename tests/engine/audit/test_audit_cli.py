@@ -74,7 +74,10 @@ def test_verify_jsonl_and_anchor(tmp_path: Path, records: Records) -> None:
         sink.append(records(4))
     assert call("audit", "verify", "--jsonl", str(path), "--anchor", str(anchor))[0] == 0
     content = path.read_text().splitlines(keepends=True)
-    path.write_text("".join(content[:2]))  # tail truncated: the chain still verifies alone
+    path.write_text("".join(content[:2]))  # tail truncated: the head file notices
+    code, out, _ = call("audit", "verify", "--jsonl", str(path))
+    assert (code, "truncated" in out) == (1, True)
+    (tmp_path / "a.jsonl.head").unlink()  # an informed intruder removes it too
     assert call("audit", "verify", "--jsonl", str(path))[0] == 0
     code, out, _ = call("audit", "verify", "--jsonl", str(path), "--anchor", str(anchor))
     assert code == 1

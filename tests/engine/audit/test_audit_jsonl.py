@@ -194,3 +194,27 @@ def test_lone_surrogates_are_replaced_so_records_stay_writable(
         out = sink.append([rec])
     assert out[0].request == {"principal": {"id": "\ufffdx", "\ufffd": 1}, "action": "a"}
     assert verify_jsonl(path).ok
+
+
+def test_AUD2_deleted_last_line_is_caught_by_the_head_file(audit_file: Path) -> None:
+    content = lines(audit_file)
+    write(audit_file, content[:-1])
+    result = verify_jsonl(audit_file)
+    assert (result.ok, result.problem, result.first_bad_seq) == (False, "truncated", 6)
+    write(audit_file, [])
+    emptied = verify_jsonl(audit_file)
+    assert (emptied.ok, emptied.problem, emptied.chain) == (False, "truncated", "decisions")
+    assert verify_jsonl(audit_file, head_file=False).ok
+
+
+def test_head_file_is_rewritten_per_batch(tmp_path: Path, records: Records) -> None:
+    path = tmp_path / "h.jsonl"
+    with JsonlAuditSink(path) as sink:
+        sink.append(records(2))
+        sink.append(records(3))
+    head = json.loads((tmp_path / "h.jsonl.head").read_text())
+    assert head["seq"] == 5
+    assert head["hash"] == AuditRecordV1.from_json(lines(path)[-1]).hash
+    (tmp_path / "h.jsonl.head").write_text("garbage")
+    with pytest.raises(AuditError, match="not a head entry"):
+        verify_jsonl(path)

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from aegis.engine.audit import AuditRecordV1, HeadAnchor, event_record
 from aegis.engine.audit.sql import (
+    HEADS_TABLE_NAME,
     TABLE_NAME,
     SqlAuditSink,
     app_role_grants,
@@ -294,10 +295,16 @@ def test_AUD3_truncated_tail_is_detected_with_the_anchor(
         s.append(records(5))
     drop_triggers(admin)
     run(admin, f"DELETE FROM {TABLE_NAME} WHERE seq >= 4")
-    assert verify_database(sql_url)["decisions"].ok  # the chain alone cannot tell
+    naive = verify_database(sql_url)["decisions"]  # the in-store head catches a naive cut
+    assert (naive.ok, naive.problem, naive.first_bad_seq) == (False, "truncated", 4)
+    with admin.begin() as conn:  # an intruder who knows the format rewrites the head too
+        last = conn.execute(sa.text(f"SELECT hash FROM {TABLE_NAME} WHERE seq = 3")).scalar()
+        conn.execute(sa.text(f"UPDATE {HEADS_TABLE_NAME} SET seq = 3, hash = :h"), {"h": last})
+    assert verify_database(sql_url)["decisions"].ok  # the store alone cannot tell any more
     result = verify_database(sql_url, anchors=anchor.latest())["decisions"]
     assert (result.ok, result.problem, result.first_bad_seq) == (False, "truncated", 4)
     run(admin, f"DELETE FROM {TABLE_NAME}")
+    run(admin, f"DELETE FROM {HEADS_TABLE_NAME}")
     gone = verify_database(sql_url, anchors=anchor.latest())["decisions"]
     assert (gone.ok, gone.problem) == (False, "truncated")
 
@@ -360,3 +367,13 @@ def test_sink_after_close_refuses(sql_url: str, records: Records) -> None:
     s.close()
     with pytest.raises(AuditError, match="closed"):
         s.append(records(1))
+
+
+def test_AUD2_deleted_last_row_is_caught_by_the_stored_head(
+    sink: SqlAuditSink, admin: sa.Engine, records: Records
+) -> None:
+    sink.append(records(4))
+    drop_triggers(admin)
+    run(admin, f"DELETE FROM {TABLE_NAME} WHERE seq = 4")
+    result = verify_database(sink.url)["decisions"]
+    assert (result.ok, result.problem, result.first_bad_seq) == (False, "truncated", 4)
