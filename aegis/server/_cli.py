@@ -1,7 +1,7 @@
 """The server's ``aegis`` subcommands: ``serve``, ``admin create``, ``db upgrade``.
 
-The lead wires :func:`register` into ``aegis/cli.py``; each subparser stores its handler in
-``func`` (``args.func(args) -> int`` exit code). Settings come from ``AEGIS_*`` variables; a
+``aegis/cli.py`` calls :func:`register`; each subparser stores its handler in ``handler``
+(``args.handler(args) -> int`` exit code). Settings come from ``AEGIS_*`` variables; a
 missing or short ``AEGIS_JWT_SECRET`` stops ``serve`` with exit code 2 and a log line that names
 the variable, never its value (JWT-5, FLT-20).
 """
@@ -102,7 +102,7 @@ def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="run the control-plane server (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(handler=_serve)
 
     admin = subparsers.add_parser("admin", help="administer the server")
     admin_sub = admin.add_subparsers(dest="admin_command", required=True)
@@ -113,9 +113,9 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="read the password as one line from standard input (the newline is dropped)",
     )
-    create.set_defaults(func=_admin_create)
+    create.set_defaults(handler=_admin_create)
 
     db = subparsers.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     up = db_sub.add_parser("upgrade", help="bring the schema up to date, then exit")
-    up.set_defaults(func=_db_upgrade)
+    up.set_defaults(handler=_db_upgrade)

@@ -179,14 +179,7 @@ def test_settings_from_env_reads_lists_and_numbers() -> None:
     assert "s" * 32 not in repr(settings)
 
 
-_SERVE = """
-import argparse, sys
-from aegis.server._cli import register
-parser = argparse.ArgumentParser(prog="aegis")
-register(parser.add_subparsers(dest="command", required=True))
-args = parser.parse_args(sys.argv[1:])
-sys.exit(args.func(args))
-"""
+_AEGIS = [sys.executable, "-m", "aegis.cli"]
 
 
 @pytest.mark.parametrize("secret", [None, "sixteen-byte-key"])
@@ -196,7 +189,7 @@ def test_FLT20_serve_exits_non_zero_naming_the_setting(tmp_path: Any, secret: st
     if secret:
         environ["AEGIS_JWT_SECRET"] = secret
     result = subprocess.run(
-        [sys.executable, "-c", _SERVE, "serve", "--port", "1"],
+        [*_AEGIS, "serve", "--port", "1"],
         env=environ,
         capture_output=True,
         text=True,
@@ -215,7 +208,7 @@ def test_cli_db_upgrade_and_admin_create(tmp_path: Any) -> None:
     environ["AEGIS_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
     environ["AEGIS_JWT_SECRET"] = "k" * 40
     environ["AEGIS_PASSWORD_HASH_PROFILE"] = "fast"
-    run = [sys.executable, "-c", _SERVE]
+    run = _AEGIS
     up = subprocess.run(
         [*run, "db", "upgrade"], env=environ, capture_output=True, timeout=60, check=False
     )
