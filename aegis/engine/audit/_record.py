@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from aegis.engine.errors import AuditError
@@ -112,6 +113,12 @@ class _Json(dict[str, Any]):
 def _scalar(value: Any, where: str) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise AuditError(f"audit value in `{where}` is not a finite number")
+    if isinstance(value, Decimal):  # JSON read with parse_float=Decimal (the CLI does)
+        if not value.is_finite():
+            raise AuditError(f"audit value in `{where}` is not a finite number")
+        if value == value.to_integral_value():
+            return int(value)
+        return float(value)  # INVARIANT: recorded as the nearest double, then hashed as such
     if isinstance(value, datetime):
         return utc_timestamp(value)
     if isinstance(value, date):

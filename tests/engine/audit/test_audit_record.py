@@ -250,3 +250,15 @@ def test_prepared_serialisation_equals_the_field_by_field_one(data: dict[str, An
     assert sealed.body_json() == canonical_json(
         {k: v for k, v in sealed.to_dict().items() if k != "hash"}
     )
+
+
+def test_decimal_numbers_from_json_parsing_are_recorded_as_numbers() -> None:
+    from decimal import Decimal
+
+    request = json.loads(
+        '{"resource": {"replicas": 3, "cpu": 0.25, "big": 1e3}}', parse_float=Decimal
+    )
+    rec = decision_record({"decision": "ALLOW", "reason": "r", "version": "v"}, request)
+    assert rec.request == {"resource": {"replicas": 3, "cpu": 0.25, "big": 1000}}
+    with pytest.raises(AuditError, match="finite"):
+        event_record("e", {"x": Decimal("NaN")})
