@@ -427,36 +427,38 @@ def _reads(rule: ast.Rule) -> set[tuple[str, ...]]:
 _JSON_SCALARS: Final = (str, bool, int, type(None))
 
 
-def _plain_json(value: Any) -> bool:
+def _plain_json(value: Any, depth: int = 0) -> bool:
     """Whether a raw value is plain JSON the closures can read as is (no copy is made).
 
-    Anything unusual — a float that is not finite, a non-string key, a foreign type — answers
-    ``False``, and the request then goes through the reference parser, which either
-    normalises it or rejects it with the exact message.
+    Anything unusual — a float that is not finite, a non-string key, a foreign type, nesting
+    deeper than 32 — answers ``False``, and the request then goes through the reference
+    parser, which either normalises it (iteratively, at any depth) or rejects it with the
+    exact message.
     """
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind in _JSON_SCALARS:
-            continue
-        if kind is dict:
-            for key, child in item.items():
-                if type(key) is not str:
-                    return False
-                if type(child) not in _JSON_SCALARS:
-                    stack.append(child)
-        elif kind is list:
-            stack.extend(c for c in item if type(c) not in _JSON_SCALARS)
-        elif kind is float:
-            if not math.isfinite(item):
-                return False
-        elif kind is Decimal:
-            if not item.is_finite():
-                return False
-        else:
+    kind = type(value)
+    if kind is dict:
+        if depth > 32:
             return False
-    return True
+        for key, child in value.items():
+            if type(key) is not str:
+                return False
+            if type(child) not in _JSON_SCALARS and not _plain_json(child, depth + 1):
+                return False
+        return True
+    if kind in _JSON_SCALARS:
+        return True
+    if kind is list:
+        if depth > 32:
+            return False
+        for child in value:
+            if type(child) not in _JSON_SCALARS and not _plain_json(child, depth + 1):
+                return False
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is Decimal:
+        return bool(value.is_finite())
+    return False
 
 
 @lru_cache(maxsize=4096)
@@ -468,6 +470,13 @@ def _cached_time(value: str | int) -> datetime:
 @lru_cache(maxsize=4096)
 def _cached_view(instant: datetime, zone: str) -> Mapping[str, Any]:
     return time_view(instant, zone)
+
+
+@lru_cache(maxsize=8192)
+def _view_of_raw(raw: str | int, zone: str) -> Mapping[str, Any]:
+    # keyed on the request's own text: hashing a string is cached, hashing an aware
+    # datetime computes its offset every time
+    return _cached_view(_cached_time(raw), zone)
 
 
 def prepare_request(data: Any, now: datetime | None) -> Ctx:
@@ -488,14 +497,19 @@ def prepare_request(data: Any, now: datetime | None) -> Ctx:
     ):
         clock = _check_now(now)
         context = data.get("context", {})
-        if "time" in context:
-            raw = context["time"]
-            instant = _cached_time(raw) if type(raw) in (str, int) else parse_time(raw)
-        else:
-            instant = clock
+        raw = context.get("time")
+        view: Callable[[str], Mapping[str, Any]]
+        if type(raw) is str or type(raw) is int:
+            _cached_time(raw)  # validates (spec §4), whether or not a rule reads `time`
 
-        def view(zone: str, instant: datetime = instant) -> Mapping[str, Any]:
-            return _cached_view(instant, zone)
+            def view(zone: str, raw: str | int = raw) -> Mapping[str, Any]:
+                return _view_of_raw(raw, zone)
+
+        else:
+            instant = parse_time(raw) if "time" in context else clock
+
+            def view(zone: str, instant: datetime = instant) -> Mapping[str, Any]:
+                return _cached_view(instant, zone)
 
         return (data["principal"], data["action"], data["resource"], context, view)
     return _ctx_of(parse_request(data, now))
@@ -540,12 +554,13 @@ class CompiledPolicySet:
             ``("resource", "labels", "app")``, and ``("time", zone, field)`` for time fields.
     """
 
-    __slots__ = ("_index", "_rules", "policy_set", "reads")
+    __slots__ = ("_default_deny", "_index", "_rules", "policy_set", "reads")
 
     def __init__(self, policy_set: PolicySet) -> None:
         self.policy_set = policy_set
         self._rules = tuple(_CompiledRule(rule, _compile_rule(rule)) for rule in policy_set.rules)
         self._index: RuleIndex = build_index(policy_set.rules, _path_reader)
+        self._default_deny = combine((), policy_set.version)  # §6.3, when nothing matches
         reads: set[tuple[str, ...]] = set()
         for rule in policy_set.rules:
             reads |= _reads(rule)
@@ -589,6 +604,8 @@ class CompiledPolicySet:
             if reference is None:
                 reference = parse_request(request, now)
             results.append(evaluate_rule(rule, reference))
+        if not results:
+            return self._default_deny
         return combine(results, self.policy_set.version)
 
 

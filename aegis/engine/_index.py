@@ -78,40 +78,55 @@ class _Dimension:
     kind: str  # "eq" | "contains" | "range"
     path: ast.Path
     zone: str
-    pinned: int = 0  # rules pinned on this dimension
     table: dict[Any, int] = field(default_factory=dict)
-    read: Reader | None = None
-    default: int = 0
-    everything: int = 0
+    mask: Callable[[Any], int] = field(default=lambda ctx: 0)
 
-    def mask(self, ctx: Any) -> int:
-        assert self.read is not None
-        value = self.read(ctx)
+    def finish(self, read: Reader, default: int, everything: int) -> None:
+        """Build :attr:`mask`, the request → candidate-mask closure of this dimension."""
+        get = self.table.get
         if self.kind == "eq":
-            if value is _MISSING:
-                return self.everything
-            key = _key(value)
-            if key is None:
-                return self.default  # a list, an object or null equals no literal
-            return self.table.get(key, self.default)
-        if self.kind == "contains":
-            if type(value) is list or type(value) is tuple:
-                found = self.default
-                for element in value:
-                    key = _key(element)
-                    if key is not None:
-                        found |= self.table.get(key, 0)
-                return found
-            if type(value) is dict or isinstance(value, Mapping):
-                found = self.default
-                for name in value:
-                    found |= self.table.get(name, 0)
-                return found
-            return self.everything  # missing, or not a collection: `in` errors
-        # range
-        if type(value) is int or (isinstance(value, Decimal) and value == value.to_integral()):
-            return self.table.get(int(value), self.default)
-        return self.everything  # not an integer: evaluate (a number may match, others error)
+
+            def eq(ctx: Any) -> int:
+                value = read(ctx)
+                if type(value) is str:
+                    return get(value, default)
+                if value is _MISSING:
+                    return everything  # `P == lit` errors: evaluate
+                key = canonical_key(value)
+                # a list, an object or null equals no literal: only unpinned rules remain
+                return default if key is None else get(key, default)
+
+            self.mask = eq
+        elif self.kind == "contains":
+
+            def contains(ctx: Any) -> int:
+                value = read(ctx)
+                found = default
+                if type(value) is list or type(value) is tuple:
+                    for element in value:
+                        key = element if type(element) is str else canonical_key(element)
+                        if key is not None:
+                            found |= get(key, 0)
+                    return found
+                if type(value) is dict or isinstance(value, Mapping):
+                    for name in value:
+                        found |= get(name, 0)
+                    return found
+                return everything  # missing, or not a collection: `in` errors
+
+            self.mask = contains
+        else:
+
+            def in_range(ctx: Any) -> int:
+                value = read(ctx)
+                kind = type(value)
+                if kind is int:
+                    return get(value, default)
+                if kind is Decimal and value == value.to_integral():
+                    return get(int(value), default)
+                return everything  # not an integer: evaluate (a number may match, others error)
+
+            self.mask = in_range
 
 
 def _conjuncts(rule: ast.Rule) -> list[ast.Expr]:
@@ -161,15 +176,24 @@ def _pins(rule: ast.Rule) -> list[tuple[str, ast.Path, frozenset[Any]]]:
     return pins
 
 
-@dataclass(frozen=True, slots=True)
 class RuleIndex:
     """Candidate selection over a set's rules (positions in the set's name order)."""
+
+    __slots__ = ()
+
+    def candidates(self, ctx: Any) -> list[int]:
+        """Positions of the rules that may match (or error on) this request, ascending."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class _FlatIndex(RuleIndex):
+    """Bitset masks over every rule, one AND per dimension."""
 
     dimensions: tuple[_Dimension, ...]
     everything: int
 
     def candidates(self, ctx: Any) -> list[int]:
-        """Positions of the rules that may match (or error on) this request, ascending."""
         mask = self.everything
         for dimension in self.dimensions:
             mask &= dimension.mask(ctx)
@@ -183,52 +207,139 @@ class RuleIndex:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class _ShardedIndex(RuleIndex):
+    """Large sets: one shard per value of the busiest ``eq`` dimension, each indexed anew.
+
+    A request reads that attribute once and continues in the shard of its value (the rules
+    pinned to it plus the unpinned ones), so the bitsets of the next level are a fraction of
+    the set's size. A missing value goes to the flat index: every pinned rule may error.
+    """
+
+    read: Reader
+    shards: dict[Any, tuple[RuleIndex, tuple[int, ...]]]
+    unpinned: tuple[RuleIndex, tuple[int, ...]]
+    flat: RuleIndex
+
+    def candidates(self, ctx: Any) -> list[int]:
+        value = self.read(ctx)
+        if value is _MISSING:
+            return self.flat.candidates(ctx)
+        key = value if type(value) is str else canonical_key(value)
+        index, positions = self.unpinned if key is None else self.shards.get(key, self.unpinned)
+        return [positions[i] for i in index.candidates(ctx)]
+
+
+SHARD_ABOVE: Final = 512
+"""Sets with more rules than this are sharded on their busiest ``eq`` dimension."""
+
+_Ident = tuple[str, str, tuple[str, ...], str]
+
+
 def build_index(rules: Sequence[ast.Rule], reader: ReaderFactory) -> RuleIndex:
-    """Index ``rules`` (bit ``i`` is ``rules[i]``) on their pins.
+    """Index ``rules`` (position ``i`` is ``rules[i]``) on their pins.
 
     Dimensions that pin fewer than two rules are not worth a lookup per decision; at most
-    :data:`MAX_DIMENSIONS` of the most used are kept.
+    :data:`MAX_DIMENSIONS` of the most used are kept. Sets larger than :data:`SHARD_ABOVE`
+    are sharded first (recursively, each attribute at most once).
     """
-    everything = (1 << len(rules)) - 1
-    dimensions: dict[tuple[str, str, tuple[str, ...], str], _Dimension] = {}
-    per_rule: list[dict[tuple[str, str, tuple[str, ...], str], frozenset[Any]]] = []
-    for rule in rules:
-        pinned: dict[tuple[str, str, tuple[str, ...], str], frozenset[Any]] = {}
-        for kind, path, keys in _pins(rule):
-            zone = rule.timezone if path.root == "time" else ""
-            ident = (kind, path.root, path.keys, zone)
-            if kind == "contains":
-                # several `lit in P` pins: the request must hold each; keep one (any is sound)
-                pinned.setdefault(ident, keys)
-            else:
-                pinned[ident] = pinned[ident] & keys if ident in pinned else keys
-            if ident not in dimensions:
-                dimensions[ident] = _Dimension(kind, path, zone)
-        per_rule.append(pinned)
-    positions: dict[tuple[tuple[str, str, tuple[str, ...], str], Any], list[int]] = {}
-    pinned_positions: dict[tuple[str, str, tuple[str, ...], str], list[int]] = {}
-    for position, pinned in enumerate(per_rule):
-        for ident, keys in pinned.items():
-            pinned_positions.setdefault(ident, []).append(position)
+    pins = [_rule_pins(rule) for rule in rules]
+    return _build(list(range(len(rules))), pins, reader, frozenset())
+
+
+def _rule_pins(rule: ast.Rule) -> dict[_Ident, tuple[ast.Path, frozenset[Any]]]:
+    pinned: dict[_Ident, tuple[ast.Path, frozenset[Any]]] = {}
+    for kind, path, keys in _pins(rule):
+        zone = rule.timezone if path.root == "time" else ""
+        ident = (kind, path.root, path.keys, zone)
+        if ident not in pinned:
+            pinned[ident] = (path, keys)
+        elif kind != "contains":  # two pins on one value: it must satisfy both
+            pinned[ident] = (path, pinned[ident][1] & keys)
+        # several `lit in P` pins: the request must hold each; keeping one is sound
+    return pinned
+
+
+def _build(
+    members: list[int],
+    pins: list[dict[_Ident, tuple[ast.Path, frozenset[Any]]]],
+    reader: ReaderFactory,
+    used: frozenset[_Ident],
+) -> RuleIndex:
+    """An index over ``members`` (global positions); candidates are local positions."""
+    flat = _flat(members, pins, reader)
+    if len(members) <= SHARD_ABOVE:
+        return flat
+    counts: dict[_Ident, int] = {}
+    for position in members:
+        for ident in pins[position]:
+            if ident[0] == "eq" and ident not in used:
+                counts[ident] = counts.get(ident, 0) + 1
+    if not counts:
+        return flat
+    ident = max(counts, key=lambda i: counts[i])
+    if counts[ident] * 2 < len(members):
+        return flat  # most rules do not pin it: sharding would copy them into every shard
+    unpinned = [p for p in members if ident not in pins[p]]
+    by_key: dict[Any, list[int]] = {}
+    path: ast.Path | None = None
+    for position in members:
+        pin = pins[position].get(ident)
+        if pin is not None:
+            path = pin[0]
+            for key in pin[1]:
+                by_key.setdefault(key, []).append(position)
+    assert path is not None
+    deeper = used | {ident}
+    shards: dict[Any, tuple[RuleIndex, tuple[int, ...]]] = {}
+    for key, pinned_here in by_key.items():
+        shard = sorted({*pinned_here, *unpinned})
+        shards[key] = (_localise(shard, pins, reader, deeper), tuple(shard))
+    rest = (_localise(unpinned, pins, reader, deeper), tuple(unpinned))
+    return _ShardedIndex(reader(path, ident[3] or "UTC"), shards, rest, flat)
+
+
+def _localise(
+    members: list[int],
+    pins: list[dict[_Ident, tuple[ast.Path, frozenset[Any]]]],
+    reader: ReaderFactory,
+    used: frozenset[_Ident],
+) -> RuleIndex:
+    """An index over ``members`` whose candidates are positions within ``members``."""
+    local_pins = [pins[p] for p in members]
+    return _build(list(range(len(members))), local_pins, reader, used)
+
+
+def _flat(
+    members: list[int],
+    pins: list[dict[_Ident, tuple[ast.Path, frozenset[Any]]]],
+    reader: ReaderFactory,
+) -> _FlatIndex:
+    """Bitsets over ``members``; bit ``i`` is ``members[i]``."""
+    size = len(members)
+    everything = (1 << size) - 1
+    positions: dict[tuple[_Ident, Any], list[int]] = {}
+    pinned_positions: dict[_Ident, list[int]] = {}
+    paths: dict[_Ident, ast.Path] = {}
+    for bit, member in enumerate(members):
+        for ident, (path, keys) in pins[member].items():
+            paths[ident] = path
+            pinned_positions.setdefault(ident, []).append(bit)
             for key in keys:
-                positions.setdefault((ident, key), []).append(position)
-    size = len(rules)
+                positions.setdefault((ident, key), []).append(bit)
     chosen = sorted(
         (ident for ident, found in pinned_positions.items() if len(found) >= 2),
         key=lambda ident: -len(pinned_positions[ident]),
     )[:MAX_DIMENSIONS]
-    kept = set(chosen)
-    for ident in chosen:
-        dimension = dimensions[ident]
-        dimension.pinned = _mask(pinned_positions[ident], size)
-        dimension.default = everything & ~dimension.pinned
-        dimension.everything = everything
-        dimension.read = reader(dimension.path, dimension.zone or "UTC")
+    dimensions = {ident: _Dimension(ident[0], paths[ident], ident[3]) for ident in chosen}
+    defaults = {ident: everything & ~_mask(pinned_positions[ident], size) for ident in chosen}
     for (ident, key), found in positions.items():
-        if ident in kept:
-            dimension = dimensions[ident]
-            dimension.table[key] = _mask(found, size) | dimension.default
-    return RuleIndex(tuple(dimensions[ident] for ident in chosen), everything)
+        if ident in dimensions:
+            dimensions[ident].table[key] = _mask(found, size) | defaults[ident]
+    for ident, dimension in dimensions.items():
+        read = reader(dimension.path, ident[3] or "UTC")
+        dimension.finish(read, defaults[ident], everything)
+    return _FlatIndex(tuple(dimensions[ident] for ident in chosen), everything)
 
 
 def _mask(positions: list[int], size: int) -> int:
