@@ -293,3 +293,27 @@ def test_user_rows_hold_no_plaintext(env: Env) -> None:
     with env.db.engine.connect() as conn:
         stored = conn.execute(sa.select(User.password_hash)).scalar_one()
     assert stored.startswith("$argon2id$")
+
+
+def test_REC2_ten_concurrent_consumes_give_one_reset(env: Env) -> None:
+    env.signup("consume@example.com")
+    _forgot(env, "consume@example.com")
+    token = env.mailer.last_token("consume@example.com")
+
+    async def race() -> list[int]:
+        transport = httpx.ASGITransport(app=env.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post(
+                        "/api/v1/auth/reset-password",
+                        json={"token": token, "new_password": f"new passphrase {i}"},
+                    )
+                    for i in range(10)
+                )
+            )
+        return [r.status_code for r in responses]
+
+    codes = env.client.portal.call(race)
+    assert codes.count(204) == 1, codes
+    assert codes.count(400) == 9, codes
