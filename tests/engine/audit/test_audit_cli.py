@@ -171,3 +171,55 @@ def test_entry_points_build_each_sink(tmp_path: Path, records: Records) -> None:
     assert HeadAnchor(tmp_path / "an").latest()["decisions"].seq == 2
     with pytest.raises(Exception, match="invalid configuration"):
         _plugins.create("aegis.audit_sinks", "sql", {"url": "x", "bogus": 1})
+
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["jsonl", "sqlite"])
+def test_aegis_eval_audit_then_verify_then_tamper(tmp_path: Path, store: str) -> None:
+    aegis = str(Path(sys.executable).with_name("aegis"))
+    target = (
+        f"jsonl:{tmp_path / 'a.jsonl'}" if store == "jsonl" else f"sqlite:///{tmp_path / 'a.db'}"
+    )
+    requests = sorted((EXAMPLES / "requests").glob("*.json"))[:3]
+    for req in requests:
+        done = subprocess.run(
+            [
+                aegis,
+                "eval",
+                "--policies",
+                str(EXAMPLES / "policies"),
+                "--request",
+                str(req),
+                "--audit",
+                target,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+    flag = ["--jsonl", str(tmp_path / "a.jsonl")] if store == "jsonl" else ["--db", target]
+    ok = subprocess.run(
+        [aegis, "audit", "verify", *flag], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert f"{len(requests)} records verified" in ok.stdout
+    if store == "jsonl":
+        path = tmp_path / "a.jsonl"
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text(lines[0] + lines[2] + lines[1])
+    else:
+        admin = sa.create_engine(target)
+        with admin.begin() as conn:
+            conn.execute(sa.text("DROP TRIGGER aegis_audit_no_delete"))
+            conn.execute(sa.text(f"DELETE FROM {TABLE_NAME} WHERE seq = 2"))
+        admin.dispose()
+    bad = subprocess.run(
+        [aegis, "audit", "verify", *flag], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert bad.returncode == 1
+    assert "first bad record seq 2" in bad.stdout
