@@ -164,6 +164,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         X = _recent_rows(X, int(self.max_training_rows))
         with limited_threads(self.n_threads):
             features = CausalFeatures(window=self.window, clip=self.clip).fit(X)
+            features.owner_ = type(self).__name__
             Z = features.transform(X)
             rng = np.random.default_rng(self.random_state)
             self.features_ = features

@@ -10,6 +10,7 @@ Out of the box, :meth:`FailureClassifier.from_scenarios` trains it on
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,9 @@ import numpy.typing as npt
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.exceptions import DataConversionWarning
 from sklearn.model_selection import StratifiedKFold
+from sklearn.utils.multiclass import check_classification_targets
 
 from aegis.detectors._threads import limited_threads
 from aegis.detectors._validation import ensure_fitted
@@ -26,6 +29,27 @@ from aegis.detectors.features import CausalFeatures
 from aegis.errors import ConfigurationError
 
 __all__ = ["FailureClassifier"]
+
+
+def _labels(y: Any) -> npt.NDArray[Any]:
+    """Labels as a 1-D array; strings become Python ``str`` objects, numbers stay numbers."""
+    labels = np.asarray(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected",
+            DataConversionWarning,
+            stacklevel=3,
+        )
+        labels = labels.ravel()
+    if labels.ndim != 1:
+        raise InvalidDataError(f"labels must be one per row (1-D), got shape {labels.shape}")
+    try:
+        check_classification_targets(labels)
+    except ValueError as exc:
+        raise InvalidDataError(str(exc)) from exc
+    if labels.dtype.kind in "USO":
+        labels = np.asarray([str(v) for v in labels], dtype=object)
+    return labels
 
 
 class FailureClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
@@ -88,14 +112,19 @@ class FailureClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             raise ConfigurationError(
                 f"`calibration` must be `isotonic` or `sigmoid`, got `{self.calibration}`"
             )
-        labels = np.asarray(y).astype(str).ravel()
+        if y is None:
+            raise InvalidDataError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
+        labels = _labels(y)
         features = CausalFeatures(window=self.window).fit(X)
+        features.owner_ = type(self).__name__
         Z = features.transform(X)
         if labels.shape[0] != Z.shape[0]:
             raise InvalidDataError(f"got {Z.shape[0]} rows but {labels.shape[0]} labels")
         classes, counts = np.unique(labels, return_counts=True)
         if classes.size < 2:
-            raise InvalidDataError("training needs at least two distinct labels")
+            raise InvalidDataError("training needs at least two distinct labels (one class given)")
         folds = int(min(self.cv, counts.min()))
         if folds < 2:
             raise InvalidDataError(
@@ -115,7 +144,7 @@ class FailureClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                 Z, labels
             )
         self.features_ = features
-        self.classes_ = np.asarray([str(c) for c in self.model_.classes_], dtype=object)
+        self.classes_ = np.asarray(self.model_.classes_)
         self.n_features_in_ = features.n_features_in_
         if hasattr(features, "feature_names_in_"):
             self.feature_names_in_ = features.feature_names_in_

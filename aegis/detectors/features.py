@@ -64,6 +64,10 @@ FEATURE_KINDS: tuple[str, ...] = ("value", "diff", "dev", "spread", "slope")
 FloatArray = npt.NDArray[np.float64]
 
 
+class _NonNumericError(InvalidDataError, TypeError):
+    """Non-numeric metric values (also a ``TypeError``, as scikit-learn callers expect)."""
+
+
 def as_matrix(X: Any) -> tuple[FloatArray, list[str] | None]:
     """Convert a DataFrame, array or nested list to a 2-D float matrix.
 
@@ -74,19 +78,28 @@ def as_matrix(X: Any) -> tuple[FloatArray, list[str] | None]:
         InvalidDataError: ``X`` is not 2-D or holds non-numeric values.
     """
     names: list[str] | None = None
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise InvalidDataError("sparse input is not supported: pass a dense array or DataFrame")
     if isinstance(X, pd.DataFrame):
         names = [str(c) for c in X.columns]
         try:
             arr = np.array(X.to_numpy(dtype=np.float64, na_value=np.nan), copy=True)
         except (TypeError, ValueError) as exc:
-            raise InvalidDataError(f"metrics must be numeric: {exc}") from exc
+            raise _NonNumericError(f"metrics must be numeric: {exc}") from exc
     else:
+        raw = np.asarray(X)
+        if raw.dtype.kind == "c":
+            raise InvalidDataError("Complex data not supported: metrics must be real numbers")
         try:
-            arr = np.array(X, dtype=np.float64)
+            arr = np.array(raw, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise InvalidDataError(f"metrics must be numeric: {exc}") from exc
+            raise _NonNumericError(f"metrics must be numeric: {exc}") from exc
     if arr.ndim == 1:
-        arr = arr.reshape(-1, 1)
+        raise InvalidDataError(
+            "expected a 2-D table (rows = samples, columns = metrics), got a 1-D array: "
+            "Reshape your data either using array.reshape(-1, 1) if it has a single metric "
+            "or array.reshape(1, -1) if it is a single sample"
+        )
     if arr.ndim != 2:
         raise InvalidDataError(f"metrics must be a 2-D table, got {arr.ndim} dimensions")
     arr[~np.isfinite(arr)] = np.nan
@@ -198,7 +211,7 @@ class CausalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         """Learn the baseline from time-ordered training rows."""
         arr, names = as_matrix(X)
         if arr.shape[0] < 2:
-            raise InvalidDataError(f"training needs at least 2 rows, got {arr.shape[0]}")
+            raise InvalidDataError(f"training needs at least 2 rows, got n_samples={arr.shape[0]}")
         self.n_features_in_ = arr.shape[1]
         if names is not None:
             self.feature_names_in_ = np.asarray(names, dtype=object)
@@ -251,7 +264,9 @@ class CausalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                 )
             arr = arr[:, [names.index(c) for c in known]]
         if arr.shape[1] != self.n_features_in_:
+            owner = getattr(self, "owner_", type(self).__name__)
             raise InvalidDataError(
-                f"expected {self.n_features_in_} metric columns, got {arr.shape[1]}"
+                f"X has {arr.shape[1]} features, but {owner} is expecting "
+                f"{self.n_features_in_} features as input (metric columns)"
             )
         return arr
