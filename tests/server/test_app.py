@@ -262,3 +262,11 @@ def test_405_lists_every_method_of_the_path(env: Env) -> None:
         "PATCH",
         "DELETE",
     }
+
+
+def test_security_headers_on_every_answer(env: Env) -> None:
+    for response in (env.client.get("/api/v1/health/ping"), env.client.get("/nowhere")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers.get_list("cache-control") == ["no-store"]

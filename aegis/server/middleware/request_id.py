@@ -14,6 +14,13 @@ from aegis.server._context import AppContext
 __all__ = ["RequestIdMiddleware"]
 
 _INCOMING_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+# An API never wants to be sniffed, framed, cached or to leak its URLs in a Referer.
+_SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+)
 
 
 class RequestIdMiddleware:
@@ -49,9 +56,11 @@ class RequestIdMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
+                present = {name.lower() for name, _ in message["headers"]}
                 message["headers"] = [
                     *message["headers"],
                     (b"x-request-id", request_id.encode()),
+                    *(h for h in _SECURITY_HEADERS if h[0] not in present),
                 ]
             await send(message)
 
