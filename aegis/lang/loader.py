@@ -12,6 +12,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 
@@ -88,6 +89,14 @@ def _with_sources(
     ]
 
 
+@lru_cache(maxsize=1024)
+def _parse_cached(text: str, file: str) -> tuple[ast.PolicyFile | None, tuple[Diagnostic, ...]]:
+    """Parse once per (text, file name): a store reloading a set of many files re-parses only
+    the files that changed. Trees are immutable, so sharing them is safe."""
+    tree, diagnostics = parse_text(text, file)
+    return tree, tuple(diagnostics)
+
+
 def parse_policy(text: str, file: str = "<string>") -> ast.PolicyFile:
     """Parse one policy file's text.
 
@@ -105,7 +114,7 @@ def parse_policy(text: str, file: str = "<string>") -> ast.PolicyFile:
 
         policy = parse_policy('allow "read" { action == "read" }', "read.aegis")
     """
-    tree, diagnostics = parse_text(text, file)
+    tree, diagnostics = _parse_cached(text, file)
     if diagnostics or tree is None:
         raise PolicyLoadError(_with_sources(diagnostics, {file: text}))
     return tree
@@ -120,7 +129,7 @@ def load_texts(texts: Mapping[str, str]) -> PolicySet:
     files: list[ast.PolicyFile] = []
     diagnostics: list[Diagnostic] = []
     for name in sorted(texts):
-        tree, found = parse_text(texts[name], name)
+        tree, found = _parse_cached(texts[name], name)
         diagnostics.extend(found)
         if tree is not None:
             files.append(tree)
