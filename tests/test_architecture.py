@@ -85,3 +85,11 @@ def test_import_aegis_stays_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == ""
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    # pytest imports test files by basename (no packages under tests/): two files of the same
+    # name in different folders would stop the whole collection
+    tests = Path(__file__).resolve().parent
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
