@@ -305,12 +305,19 @@ def cache_key(version: str, projection: Mapping[str, Any]) -> str:
 
 
 class KeyBuilder:
-    """The cache key of a request for one set of read paths, in one pass (the hot path).
+    """The cache key of a request for one set of read paths: the engine's hot path.
 
-    ``KeyBuilder(paths).key(version, parts)`` equals
-    ``cache_key(version, project(parts, paths))`` for every input (the tests check it), but
-    writes the canonical JSON straight from the request, with the path tree compiled into
-    closures once, instead of building the projection and then serialising it.
+    It observes exactly what :func:`project` keeps — the value at every read path, *missing*
+    distinct from ``null``, numbers by value — but encodes it positionally, which is about
+    three times cheaper than building and serialising the projection: the canonical JSON of
+    ``[version, paths, o1, o2, ...]`` where ``paths`` is the sorted list of read paths (a
+    path under another read path is covered by it and dropped) and ``oi`` is ``[value]`` when
+    path ``i`` is present and ``0`` when it is missing. A present observation is always a
+    one-element list, so it can never be confused with a missing one, and the hashed text
+    names the paths, so two sets' keys never meet even under one version.
+
+    Keys have the form of :func:`cache_key` (``"<version>:<sha256>"``) but a different text
+    is hashed, so use one scheme per cache: the engine uses this one.
 
     Args:
         read_paths: as for :func:`project`.
@@ -321,15 +328,21 @@ class KeyBuilder:
         key = keys.key(version, parts, time_view=view)  # per request
     """
 
-    __slots__ = ("_time_zones", "_write")
+    __slots__ = ("_paths", "_paths_text")
 
     def __init__(self, read_paths: Iterable[Sequence[str]]) -> None:
-        tree = _path_tree(read_paths)
-        self._write = _compile_node(tree)
-        time_node = tree.get("time")
-        self._time_zones: tuple[str, ...] | None = (
-            tuple(sorted(time_node)) if isinstance(time_node, dict) else None
-        )
+        unique = sorted({tuple(p) for p in read_paths if p})
+        kept: list[tuple[str, ...]] = []
+        for path in unique:  # sorted: a covering prefix comes before the paths under it
+            if not any(path[: len(prefix)] == prefix for prefix in kept):
+                kept.append(path)
+        self._paths = tuple(kept)
+        self._paths_text = canonical_json([list(p) for p in kept])
+
+    @property
+    def paths(self) -> tuple[tuple[str, ...], ...]:
+        """The read paths observed, in key order (covered paths dropped)."""
+        return self._paths
 
     def key(
         self,
@@ -342,16 +355,35 @@ class KeyBuilder:
         Args:
             version: the policy set's version.
             parts: as for :func:`project`; ``time`` may be left out when ``time_view`` is given.
-            time_view: ``zone -> time object``; when given, only the zones the set reads are
-                computed (when the whole ``time`` root is read, pass ``parts["time"]``).
+            time_view: ``zone -> time object``; when given, ``time`` paths read it, and only
+                the zones the set reads are computed. (A path ``("time",)`` reading the whole
+                root needs ``parts["time"]``.)
 
         Raises:
             InvalidRequestError: a read value is not JSON.
         """
-        if time_view is not None and self._time_zones is not None:
-            parts = {**parts, "time": {zone: time_view(zone) for zone in self._time_zones}}
-        text = f"[{_dump_str(version)},{self._write(parts) or '{}'}]"
+        pieces = [_dump_str(version), self._paths_text]
+        for path in self._paths:
+            value: Any = parts
+            steps = path
+            if time_view is not None and path[0] == "time" and len(path) > 1:
+                value = time_view(path[1])
+                steps = path[2:]
+            for step in steps:
+                kind = type(value)
+                if (
+                    kind is dict or kind is MappingProxyType or isinstance(value, Mapping)
+                ) and step in value:
+                    value = value[step]
+                else:
+                    value = _MISSING_MARK
+                    break
+            pieces.append("0" if value is _MISSING_MARK else f"[{_leaf_text(value)}]")
+        text = f"[{','.join(pieces)}]"
         return f"{version}:{hashlib.sha256(text.encode('ascii')).hexdigest()}"
+
+
+_MISSING_MARK: Any = object()
 
 
 def _leaf_text(value: Any) -> str:
@@ -360,33 +392,11 @@ def _leaf_text(value: Any) -> str:
         return _dump_str(value)
     if kind is int:
         return str(value)
+    if kind is Decimal:
+        return _decimal_text(value)
     if (kind is list or kind is tuple) and all(type(item) is str for item in value):
         return f"[{','.join(map(_dump_str, value))}]"
     return canonical_json(value)
-
-
-def _compile_node(tree: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], str]:
-    """A writer of the canonical JSON of ``_restrict(value, tree)``; "" when it is empty."""
-    items: list[tuple[str, str, Callable[[Mapping[str, Any]], str] | None]] = []
-    for key in sorted(tree):
-        sub = tree[key]
-        items.append((key, _dump_str(key) + ":", None if sub is True else _compile_node(sub)))
-
-    def write(value: Mapping[str, Any]) -> str:
-        pieces = []
-        for key, key_text, inner in items:
-            if key not in value:
-                continue
-            child = value[key]
-            if inner is None:
-                pieces.append(key_text + _leaf_text(child))
-            elif type(child) is dict or isinstance(child, Mapping):
-                text = inner(child)
-                if text:
-                    pieces.append(key_text + text)
-        return f"{{{','.join(pieces)}}}" if pieces else ""
-
-    return write
 
 
 # --------------------------------------------------------------------------- decision codec

@@ -209,29 +209,45 @@ def test_same_key_iff_every_read_path_observes_the_same(
 ) -> None:
     observed_same = all(_same(_observe(a, p), _observe(b, p)) for p in paths)
     assert (_key(a, paths) == _key(b, paths)) == observed_same
+
+
+
+@settings(max_examples=400, deadline=None)
+@given(_parts_strategy, _parts_strategy, _paths)
+def test_key_builder_same_key_iff_every_read_path_observes_the_same(
+    a: dict[str, Any], b: dict[str, Any], paths: set[tuple[str, ...]]
+) -> None:
+    observed_same = all(_same(_observe(a, p), _observe(b, p)) for p in paths)
     builder = KeyBuilder(paths)
-    assert builder.key(V1, a) == _key(a, paths)
-    assert builder.key(V1, b) == _key(b, paths)
+    assert (builder.key(V1, a) == builder.key(V1, b)) == observed_same
+    assert builder.key(V1, a) != builder.key(V2, a)
 
 
-def test_key_builder_equals_cache_key_of_project() -> None:
-    parts = _parts(principal={"id": "a", "roles": ("sre", "dev"), "mfa": None})
-    for paths in (PATHS, {("principal",)}, {("context", "x", "y")}, {("principal", "mfa")}, set()):
-        assert KeyBuilder(paths).key(V1, parts) == _key(parts, paths)
+def test_key_builder_drops_covered_paths_and_separates_path_sets() -> None:
+    builder = KeyBuilder({("principal", "roles"), ("principal",), ("action",), ()})
+    assert builder.paths == (("action",), ("principal",))
+    parts = _parts()
+    assert KeyBuilder({("action",)}).key(V1, parts) != KeyBuilder({("resource",)}).key(
+        V1, {"resource": "restart_pod"}
+    )
+    assert KeyBuilder(set()).key(V1, parts) == KeyBuilder(set()).key(V1, {})
 
 
-def test_key_builder_computes_only_the_zones_read() -> None:
+def test_key_builder_reads_time_through_the_view_only_for_zones_read() -> None:
     asked: list[str] = []
 
     def view(zone: str) -> dict[str, Any]:
         asked.append(zone)
-        return {"hour": 10, "minute": 1}
+        return {"hour": 10, "minute": asked.count(zone)}
 
     paths = {("action",), ("time", "Europe/Berlin", "hour")}
+    builder = KeyBuilder(paths)
     parts = {k: v for k, v in _parts().items() if k != "time"}
-    key = KeyBuilder(paths).key(V1, parts, time_view=view)
+    first = builder.key(V1, parts, time_view=view)
     assert asked == ["Europe/Berlin"]
-    assert key == _key({**parts, "time": {"Europe/Berlin": {"hour": 10}}}, paths)
+    assert builder.key(V1, parts, time_view=view) == first  # minute is not read
+    assert first == builder.key(V1, {**parts, "time": {"Europe/Berlin": {"hour": 10}}})
+    assert first != builder.key(V1, {**parts, "time": {"Europe/Berlin": {"hour": 11}}})
 
 
 # ---------------------------------------------------------------- decision codec
