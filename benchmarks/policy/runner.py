@@ -164,6 +164,8 @@ def _load_and_check(
 def _time_interleaved(
     live: list[_Live], expected: Sequence[bool], n_rules: int, log: Callable[[str], None]
 ) -> None:
+    for item in live:
+        item.adapter.warm(item.prepared)
     cpu_overhead, wall_overhead = _clock_overheads()
     wall_clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     gc.collect()
@@ -195,6 +197,9 @@ def _time_interleaved(
         result.wall_median_us = _percentile(wall, 0.5) / 1000
         mean = sum(cpu) / len(cpu)
         result.per_second = 1e9 / mean if mean > 0 else None
+        remark = item.adapter.timing_note()
+        if remark:
+            result.note = f"{result.note}; {remark}" if result.note else remark
         log(
             f"  {result.engine}: median {result.median_us:.1f} us CPU "
             f"({result.wall_median_us:.1f} us wall), p99 {result.p99_us:.1f} us, "
