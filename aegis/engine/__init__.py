@@ -24,7 +24,7 @@ from aegis.engine.errors import (
     InvalidRequestError,
     PolicyStoreError,
 )
-from aegis.engine.evaluator import PolicyEngine, SchemaSource
+from aegis.engine.evaluator import EngineStats, PolicyEngine, SchemaSource
 from aegis.engine.request import TIME_ATTRIBUTES, Request, parse_request, parse_time, time_view
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "Decision",
     "DecisionValue",
     "EngineError",
+    "EngineStats",
     "InvalidRequestError",
     "PolicyEngine",
     "PolicyStoreError",
