@@ -153,6 +153,10 @@ def create_app(
     endpoints = [*all_endpoints(), *extra_endpoints]
     check_endpoints(endpoints)
     db = database or Database(settings.database_url)
+    if settings.audit_backend == "engine" and db.audit_sink is None:
+        from aegis.engine.audit.sql import SqlAuditSink
+
+        db.audit_sink = SqlAuditSink(settings.database_url)
     metrics = Metrics()
     tokens = TokenService(
         settings.all_jwt_keys(),

@@ -19,9 +19,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from aegis.server.db.database import AUDIT_PENDING
 from aegis.server.db.models import AuditEvent
 
-__all__ = ["GENESIS_HASH", "SCHEMA_VERSION", "append_event", "event_to_dict", "verify_chain"]
+__all__ = [
+    "ENGINE_CHAIN",
+    "GENESIS_HASH",
+    "SCHEMA_VERSION",
+    "append_event",
+    "engine_events",
+    "event_to_dict",
+    "verify_chain",
+]
+
+#: The chain of ``aegis.engine.audit`` that holds the server's events.
+ENGINE_CHAIN = "events"
 
 GENESIS_HASH = "0" * 64
 SCHEMA_VERSION = 1
@@ -69,7 +81,7 @@ def append_event(
     address: str | None = None,
     request_id: str | None = None,
     details: Mapping[str, Any] | None = None,
-) -> AuditEvent:
+) -> None:
     """Append one event to the chain inside the caller's transaction.
 
     Args:
@@ -83,9 +95,23 @@ def append_event(
         request_id: the request that caused it.
         details: JSON data without secrets.
 
-    Returns:
-        The new event.
+    With an engine audit sink configured (``AEGIS_AUDIT_BACKEND=engine``) the event is queued
+    as an ``AuditRecordV1`` of chain ``events`` and appended by the sink after the commit.
     """
+    pending = session.info.get(AUDIT_PENDING)
+    if pending is not None:
+        from aegis.engine.audit import event_record
+
+        data = {
+            "outcome": outcome,
+            "actor_id": actor_id,
+            "target_id": target_id,
+            "address": address,
+            "request_id": request_id,
+            "details": dict(details or {}),
+        }
+        pending.append(event_record(action, data, chain=ENGINE_CHAIN, time=at))
+        return
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     last = session.execute(
@@ -94,7 +120,7 @@ def append_event(
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
     event = AuditEvent(
         seq=seq,
-        at=at.astimezone(UTC).replace(microsecond=at.microsecond),
+        at=at.astimezone(UTC),
         action=action,
         outcome=outcome,
         actor_id=actor_id,
@@ -107,7 +133,6 @@ def append_event(
     event.hash = _hash(_record(event))
     session.add(event)
     session.flush()
-    return event
 
 
 def event_to_dict(event: AuditEvent) -> dict[str, Any]:
@@ -130,3 +155,60 @@ def verify_chain(session: Session) -> int | None:
             return event.seq
         expected_prev, expected_seq = event.hash, event.seq + 1
     return None
+
+
+def engine_events(
+    session: Session,
+    *,
+    limit: int,
+    after_seq: int | None,
+    equals: Mapping[str, str],
+    since: datetime | None,
+    until: datetime | None,
+) -> list[dict[str, Any]]:
+    """A page of the ``events`` chain kept by ``aegis.engine.audit``'s SQL sink, in API form.
+
+    ``action`` and the time bounds filter in SQL; ``actor_id``, ``target_id`` and ``outcome``
+    live inside the hashed body and are filtered while scanning (at most 20 000 rows a call).
+    """
+    from aegis.engine.audit.sql import audit_records as table
+
+    dialect = session.get_bind().dialect.name
+
+    def bound(value: datetime) -> datetime:
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect == "sqlite" else value
+
+    query = sa.select(table).where(table.c.chain == ENGINE_CHAIN).order_by(table.c.seq)
+    if after_seq is not None:
+        query = query.where(table.c.seq > after_seq)
+    if "action" in equals:
+        query = query.where(table.c.kind == equals["action"])
+    if since is not None:
+        query = query.where(table.c.time >= bound(since))
+    if until is not None:
+        query = query.where(table.c.time < bound(until))
+    wanted = {k: v for k, v in equals.items() if k != "action"}
+    out: list[dict[str, Any]] = []
+    for row in session.execute(query.limit(20_000)):
+        body = json.loads(row.body)
+        data = body.get("data") or {}
+        item = {
+            "schema_version": body.get("schema_version", 1),
+            "seq": row.seq,
+            "at": body.get("time"),
+            "action": row.kind,
+            "outcome": data.get("outcome"),
+            "actor_id": data.get("actor_id"),
+            "target_id": data.get("target_id"),
+            "address": data.get("address"),
+            "request_id": data.get("request_id"),
+            "details": data.get("details") or {},
+            "prev_hash": row.prev_hash,
+            "hash": row.hash,
+        }
+        if all(item.get(k) == v for k, v in wanted.items()):
+            out.append(item)
+            if len(out) >= limit:
+                break
+    return out

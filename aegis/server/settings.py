@@ -63,6 +63,7 @@ class Settings(BaseModel):
     database_url: str = "sqlite:///var/aegis.db"
     redis_url: SecretStr | None = None
     redis_prefix: str = "aegis:"
+    audit_backend: Literal["table", "engine"] = "table"
     # behaviour
     signup_mode: Literal["open", "invite", "closed"] = "open"
     public_base_url: str | None = None

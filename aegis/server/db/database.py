@@ -8,6 +8,7 @@ so the event loop is never blocked by a query. SQLite transactions start with
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,9 +20,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["Database", "create_engine", "upgrade"]
+__all__ = ["AUDIT_PENDING", "Database", "create_engine", "upgrade"]
 
 T = TypeVar("T")
+_log = logging.getLogger("aegis.server.audit")
+#: ``session.info`` key of the audit records a transaction queues for an external sink.
+AUDIT_PENDING = "aegis.audit.pending"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -93,9 +97,11 @@ class Database:
         max_threads: how many queries may run at once.
     """
 
-    def __init__(self, url: str, *, max_threads: int = 16) -> None:
+    def __init__(self, url: str, *, max_threads: int = 16, audit_sink: Any = None) -> None:
         self.url = url
         self.engine = create_engine(url)
+        #: An ``aegis.engine.audit.AuditSink``; when set, audit events go there after commit.
+        self.audit_sink = audit_sink
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._limiter = CapacityLimiter(max_threads)
 
@@ -105,9 +111,22 @@ class Database:
         return self.engine.dialect.name
 
     def run_sync(self, fn: Callable[[Session], T]) -> T:
-        """Run ``fn(session)`` in one transaction on the calling thread."""
+        """Run ``fn(session)`` in one transaction on the calling thread.
+
+        With an ``audit_sink``, the audit events queued by the transaction are appended to
+        the sink once it has committed (never for a transaction that rolled back).
+        """
+        pending: list[Any] = []
         with self._sessions.begin() as session:
-            return fn(session)
+            if self.audit_sink is not None:
+                session.info[AUDIT_PENDING] = pending
+            result = fn(session)
+        if pending:
+            try:
+                self.audit_sink.append(pending)
+            except Exception as exc:  # the change is committed; say loudly that its trail is not
+                _log.error("audit sink append failed for %d events: %s", len(pending), exc)
+        return result
 
     async def run(self, fn: Callable[[Session], T]) -> T:
         """Run ``fn(session)`` in one transaction on a worker thread."""
@@ -120,5 +139,7 @@ class Database:
         upgrade(self.engine)
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and the audit sink, if any)."""
+        if self.audit_sink is not None:
+            self.audit_sink.close()
         self.engine.dispose()

@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio.to_thread
 import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aegis.server.audit import event_to_dict, verify_chain
+from aegis.server.audit import ENGINE_CHAIN, engine_events, event_to_dict, verify_chain
 from aegis.server.db.models import AuditEvent
 from aegis.server.errors import ApiError
 from aegis.server.permissions import Endpoint
@@ -40,20 +41,34 @@ async def list_events(request: Request) -> Response:
     ctx = context(request)
     params = query_params(request, {"limit", "cursor", "since", "until", *_FILTERS})
     limit = page_limit(params.get("limit"))
-    query = sa.select(AuditEvent).order_by(AuditEvent.seq).limit(limit + 1)
+    after: int | None = None
     if params.get("cursor"):
         if not params["cursor"].isdigit() or len(params["cursor"]) > 18:
             raise ApiError("request.invalid", "`cursor` is invalid")
-        query = query.where(AuditEvent.seq > int(params["cursor"]))
-    for name in sorted(_FILTERS & params.keys()):
-        query = query.where(getattr(AuditEvent, name) == params[name])
-    if "since" in params:
-        query = query.where(AuditEvent.at >= _time("since", params["since"]))
-    if "until" in params:
-        query = query.where(AuditEvent.at < _time("until", params["until"]))
+        after = int(params["cursor"])
+    since = _time("since", params["since"]) if "since" in params else None
+    until = _time("until", params["until"]) if "until" in params else None
+    equals = {name: params[name] for name in sorted(_FILTERS & params.keys())}
+    if ctx.db.audit_sink is not None:
 
-    def page(session: Any) -> list[dict[str, Any]]:
-        return [event_to_dict(e) for e in session.scalars(query)]
+        def page(session: Any) -> list[dict[str, Any]]:
+            return engine_events(
+                session, limit=limit + 1, after_seq=after, equals=equals, since=since, until=until
+            )
+
+    else:
+        query = sa.select(AuditEvent).order_by(AuditEvent.seq).limit(limit + 1)
+        if after is not None:
+            query = query.where(AuditEvent.seq > after)
+        for name, value in equals.items():
+            query = query.where(getattr(AuditEvent, name) == value)
+        if since is not None:
+            query = query.where(AuditEvent.at >= since)
+        if until is not None:
+            query = query.where(AuditEvent.at < until)
+
+        def page(session: Any) -> list[dict[str, Any]]:
+            return [event_to_dict(e) for e in session.scalars(query)]
 
     rows = await ctx.db.run(page)
     more = len(rows) > limit
@@ -64,6 +79,13 @@ async def list_events(request: Request) -> Response:
 async def verify(request: Request) -> Response:
     """Recompute the hash chain: ``{"ok": true}`` or the first ``seq`` that does not verify."""
     ctx = context(request)
+    sink = ctx.db.audit_sink
+    if sink is not None:
+        results = await anyio.to_thread.run_sync(sink.verify)
+        result = results.get(ENGINE_CHAIN)
+        bad = None if result is None or result.ok else result.first_bad_seq
+        ok = result is None or result.ok
+        return json_response({"ok": ok, "first_bad_seq": bad})
     bad = await ctx.db.run(verify_chain)
     return json_response({"ok": bad is None, "first_bad_seq": bad})
 
