@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from aegis.engine.audit._batching import BatchingSink, Mode
+from aegis.engine.audit._batching import BatchingSink, Mode, RecordRejected
 from aegis.engine.audit._chain import ChainHead, Entry, VerifyResult, seal, verify
 from aegis.engine.audit._cli import open_sink, verify_url
 from aegis.engine.audit._files import HeadAnchor
@@ -51,6 +51,7 @@ __all__ = [
     "Masker",
     "MemoryAuditSink",
     "Mode",
+    "RecordRejected",
     "VerifyResult",
     "canonical_json",
     "decision_record",

@@ -30,15 +30,25 @@ from typing import Any, Literal
 
 from aegis.engine.audit._chain import ChainHead
 from aegis.engine.audit._files import HeadAnchor, SpillFile
-from aegis.engine.audit._record import AuditRecordV1
+from aegis.engine.audit._record import AuditRecordV1, check_chain_name
 from aegis.engine.errors import AuditError
 
-__all__ = ["BatchingSink", "Mode"]
+__all__ = ["BatchingSink", "Mode", "RecordRejected"]
 
 Mode = Literal["sync", "async"]
 
 _log = logging.getLogger("aegis.audit")
 _STOP = object()
+
+
+class RecordRejected(AuditError):
+    """The store refuses this record for good (invalid field, duplicate id): never retried.
+
+    A backend raises it from ``_write`` so that one bad record fails only its own caller
+    (sync) or goes to the ``.rejected`` file (async), never the records batched with it.
+    """
+
+    code = "audit.rejected"
 
 
 class _Waiter:
@@ -125,6 +135,8 @@ class BatchingSink:
         """Records that went to the spill file (async)."""
         self.dropped_total = 0
         """Records lost because both the store and the spill file failed (async)."""
+        self.rejected_total = 0
+        """Records the store refused for good, kept in ``<spill>.rejected`` (async)."""
 
     # -- backend interface -------------------------------------------------------------
 
@@ -138,6 +150,14 @@ class BatchingSink:
 
     def _close_backend(self) -> None:
         """Release the backend's resources."""
+
+    def _validate(self, record: AuditRecordV1) -> None:
+        """Refuse a record the store could never hold (runs in the caller's thread).
+
+        Raises:
+            AuditError: the record is invalid for this store.
+        """
+        check_chain_name(record.chain)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -170,6 +190,8 @@ class BatchingSink:
             ).prepare()  # serialise here, in the caller's thread, not under the chain lock
             for r in batch
         ]
+        for rec in batch:
+            self._validate(rec)  # a bad record fails its caller, not a whole group commit
         if self.mode == "async":
             with self._lock:
                 if self._closed:
@@ -261,6 +283,18 @@ class BatchingSink:
         self._last_batch = len(group)
         if error is None:
             self._after_commit(sealed)
+        elif isinstance(error, RecordRejected) and len(group) > 1:
+            # one caller's record spoiled the shared transaction: redo each caller alone
+            for w in group:
+                try:
+                    w.result = self._write(w.records)
+                    self._after_commit(w.result)
+                except Exception as exc:
+                    w.error = exc if isinstance(exc, AuditError) else AuditError(str(exc))
+                w.done = True
+                if w is not me:
+                    w.wake.release()
+            return
         pos = 0
         for w in group:
             if error is None:
@@ -330,6 +364,7 @@ class BatchingSink:
             "spill_pending": self._spill.pending() if self._spill is not None else False,
             "spilled_total": self.spilled_total,
             "dropped_total": self.dropped_total,
+            "rejected_total": self.rejected_total,
         }
 
     # -- async writer ------------------------------------------------------------------
@@ -371,8 +406,7 @@ class BatchingSink:
             return
         try:
             for start in range(0, len(batch), self._max_batch):
-                chunk = batch[start : start + self._max_batch]
-                self._after_commit(self._write(chunk))
+                self._write_isolating(batch[start : start + self._max_batch])
             self._retry_delay = self._retry_base
         except Exception as exc:
             _log.warning("audit store unavailable, spilling to %s: %s", self._spill.path, exc)
@@ -381,6 +415,39 @@ class BatchingSink:
             self._schedule_retry()
             if final:
                 self._try_replay()
+
+    def _write_isolating(self, records: Sequence[AuditRecordV1]) -> None:
+        """Write; records the store refuses for good go to the rejected file, one by one.
+
+        Raises:
+            AuditError: a transient failure (the caller spills and retries).
+        """
+        try:
+            sealed = self._write(records)
+        except RecordRejected as exc:
+            if len(records) > 1:
+                for rec in records:
+                    self._write_isolating([rec])
+                return
+            self._reject(records, exc)
+            return
+        self._after_commit(sealed)
+
+    def _reject(self, records: Sequence[AuditRecordV1], exc: AuditError) -> None:
+        assert self._spill is not None
+        rejected = SpillFile(self._spill.path.with_name(self._spill.path.name + ".rejected"))
+        self.rejected_total += len(records)
+        _log.error(
+            "audit record %s refused by the store (%s); kept in %s",
+            records[0].id,
+            exc,
+            rejected.path,
+        )
+        try:
+            rejected.append(records)
+        except AuditError as err:
+            self.dropped_total += len(records)
+            _log.critical("audit record %s lost: %s", records[0].id, err)
 
     def _stored_ids_safe(self, batch: Sequence[AuditRecordV1]) -> set[str]:
         try:
@@ -424,7 +491,7 @@ class BatchingSink:
             stored = self._stored_ids(chunk)
             todo = [r for r in chunk if r.id not in stored]
             if todo:
-                self._after_commit(self._write(todo))
+                self._write_isolating(todo)
         self._spill.clear()
         if records:
             _log.info("audit spill replayed: %d records", len(records))

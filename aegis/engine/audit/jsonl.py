@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from aegis.engine.audit._batching import BatchingSink, Mode
+from aegis.engine.audit._batching import BatchingSink, Mode, RecordRejected
 from aegis.engine.audit._chain import ChainHead, Entry, VerifyResult, seal, verify
 from aegis.engine.audit._files import HeadAnchor, append_durably, fsync_dir, locked
 from aegis.engine.audit._record import (
@@ -138,10 +138,16 @@ class JsonlAuditSink(BatchingSink):
         assert last.hash is not None
         self._head = ChainHead(last.seq, last.hash)
 
+    def _validate(self, record: AuditRecordV1) -> None:
+        if record.chain != self.chain:
+            raise AuditError(
+                f"audit file `{self.path}` keeps chain `{self.chain}`, not `{record.chain}`"
+            )
+
     def _write(self, records: Sequence[AuditRecordV1]) -> list[AuditRecordV1]:
         for rec in records:
-            if rec.chain != self.chain:
-                raise AuditError(
+            if rec.chain != self.chain:  # validated at append; a spill may hold others
+                raise RecordRejected(
                     f"audit file `{self.path}` keeps chain `{self.chain}`, not `{rec.chain}`"
                 )
         with self._file_lock, self._flock():

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from aegis.engine.audit._batching import BatchingSink, Mode
+from aegis.engine.audit._batching import BatchingSink, Mode, RecordRejected
 from aegis.engine.audit._chain import ChainHead, Entry, VerifyResult, seal, verify
 from aegis.engine.audit._files import HeadAnchor
 from aegis.engine.audit._record import AuditRecordV1, check_chain_name, group_by_chain
@@ -267,7 +267,9 @@ def _insert_sql(paramstyle: str) -> str:
     return f"INSERT INTO {TABLE_NAME} ({', '.join(_COLUMNS)}) VALUES ({marks})"  # noqa: S608
 
 
-def _row_for(rec: AuditRecordV1, dialect: str) -> tuple[Any, ...]:
+def _check(rec: AuditRecordV1) -> datetime:
+    """Refuse what the table cannot hold; returns the record's time."""
+    check_chain_name(rec.chain)
     if len(rec.kind) > 64 or len(rec.id) > 64 or len(rec.policy_version or "") > 128:
         raise AuditError("audit record `kind`, `id` or `policy_version` is too long")
     if rec.decision is not None and len(rec.decision) > 16:
@@ -278,6 +280,14 @@ def _row_for(rec: AuditRecordV1, dialect: str) -> tuple[Any, ...]:
         raise AuditError(f"audit record time `{rec.time}` is not ISO-8601") from exc
     if moment.tzinfo is None:
         raise AuditError(f"audit record time `{rec.time}` has no UTC offset")
+    return moment
+
+
+def _row_for(rec: AuditRecordV1, dialect: str) -> tuple[Any, ...]:
+    try:
+        moment = _check(rec)
+    except AuditError as exc:
+        raise RecordRejected(str(exc)) from exc
     when: Any = moment
     if dialect == "sqlite":  # SQLAlchemy's SQLite DateTime storage format, naive UTC
         t = rec.time
@@ -454,6 +464,9 @@ class SqlAuditSink(BatchingSink):
         last = conn.exec_driver_sql(self._head_sql, (chain,)).first()
         return ChainHead(int(last[0]), str(last[1])) if last else ChainHead()
 
+    def _validate(self, record: AuditRecordV1) -> None:
+        _check(record)
+
     def _write(self, records: Sequence[AuditRecordV1]) -> list[AuditRecordV1]:
         out: list[AuditRecordV1 | None] = [None] * len(records)
         groups = group_by_chain(records)
@@ -474,6 +487,10 @@ class SqlAuditSink(BatchingSink):
                 conn.exec_driver_sql(self._insert, rows)
                 heads = {r.chain: (r.chain, r.seq, r.hash) for r in out if r is not None}
                 conn.exec_driver_sql(self._head_upsert, list(heads.values()))
+        except sa.exc.IntegrityError as exc:  # a repeated id: retrying cannot help
+            raise RecordRejected(
+                f"audit write to `{_safe_url(self.url)}` refused: {_describe(exc)}"
+            ) from exc
         except sa.exc.SQLAlchemyError as exc:
             raise AuditError(
                 f"audit write to `{_safe_url(self.url)}` failed: {_describe(exc)}"

@@ -10,8 +10,8 @@ from aegis.engine import audit
 EXPECTED = {
     "AuditRecordV1", "AuditSink", "BatchingSink", "ChainHead", "DEFAULT_SENSITIVE_KEYS",
     "Entry", "GENESIS_HASH", "HeadAnchor", "JsonlAuditSink", "Masker", "MemoryAuditSink",
-    "Mode", "VerifyResult", "canonical_json", "decision_record", "event_record", "open_sink",
-    "seal", "verify", "verify_jsonl", "verify_url",
+    "Mode", "RecordRejected", "VerifyResult", "canonical_json", "decision_record",
+    "event_record", "open_sink", "seal", "verify", "verify_jsonl", "verify_url",
 }  # fmt: skip
 
 

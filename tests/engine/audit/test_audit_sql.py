@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -377,3 +377,69 @@ def test_AUD2_deleted_last_row_is_caught_by_the_stored_head(
     run(admin, f"DELETE FROM {TABLE_NAME} WHERE seq = 4")
     result = verify_database(sink.url)["decisions"]
     assert (result.ok, result.problem, result.first_bad_seq) == (False, "truncated", 4)
+
+
+class GatedSink(SqlAuditSink):
+    """Blocks the first write until released, so the test controls what is batched."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def _write(self, records: Sequence[AuditRecordV1]) -> list[AuditRecordV1]:
+        self.gate.wait(10)
+        return super()._write(records)
+
+
+def test_one_refused_record_fails_only_its_own_caller(sql_url: str, records: Records) -> None:
+    sink = GatedSink(sql_url)
+    dup = sink.append(records(1))[0].unsealed()  # its id is taken: the store refuses it again
+    sink.gate.clear()
+    outcomes: dict[int, object] = {}
+
+    def call(k: int) -> None:
+        try:
+            outcomes[k] = sink.append([dup] if k == 3 else records(1, start=10 + k))[0].seq
+        except AuditError as exc:
+            outcomes[k] = exc
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    while len(sink._pending) < 5:  # the first leader holds the gate; five callers queue
+        threading.Event().wait(0.005)
+    sink.gate.set()
+    for t in threads:
+        t.join(10)
+    sink.close()
+    assert isinstance(outcomes[3], AuditError)
+    assert "refused" in str(outcomes[3])
+    assert sorted(v for k, v in outcomes.items() if k != 3) == [2, 3, 4, 5, 6]
+    assert verify_database(sql_url)["decisions"].ok
+
+
+def test_invalid_record_is_refused_before_it_joins_a_batch(
+    sink: SqlAuditSink, records: Records
+) -> None:
+    bad = records(1)[0]._clone(kind="k" * 65)
+    with pytest.raises(AuditError, match="too long"):
+        sink.append([bad])
+    with pytest.raises(AuditError, match="ISO-8601"):
+        sink.append([records(1)[0]._clone(time="yesterday")])
+    assert sink.append(records(1))[0].seq == 1
+
+
+def test_async_refused_record_goes_to_the_rejected_file(tmp_path: Path, records: Records) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    spill = tmp_path / "spill.jsonl"
+    first = SqlAuditSink(url).append(records(1))[0]
+    sink = SqlAuditSink(url, mode="async", spill_path=spill)
+    good = records(3, start=1)
+    sink.append([good[0], first.unsealed(), good[1], good[2]])
+    sink.close()
+    assert sink.rejected_total == 1
+    rejected = (tmp_path / "spill.jsonl.rejected").read_text().splitlines()
+    assert [AuditRecordV1.from_json(x).id for x in rejected] == [first.id]
+    with SqlAuditSink(url) as reader:
+        assert [r.id for r in reader.records("decisions")] == [first.id] + [r.id for r in good]
