@@ -134,7 +134,7 @@ class FakeKubernetesAPI:
         if self._server is not None:
             return self
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="fake-k8s", daemon=True
@@ -452,6 +452,16 @@ def _dry_run(query: dict[str, list[str]]) -> bool:
     if values != ["All"]:
         raise ApiStatusError(400, "BadRequest", f"Invalid dry run value: {values}")
     return True
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out and hung up is not an error of the fake.
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _make_handler(fake: FakeKubernetesAPI) -> type[BaseHTTPRequestHandler]:
