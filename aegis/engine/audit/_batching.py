@@ -20,10 +20,12 @@ A backend implements three small methods (:meth:`BatchingSink._write`,
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +41,17 @@ Mode = Literal["sync", "async"]
 
 _log = logging.getLogger("aegis.audit")
 _STOP = object()
+_OPEN_ASYNC: weakref.WeakSet[BatchingSink] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_async_sinks() -> None:
+    """Flush async sinks the program forgot to close (daemon writers die at exit)."""
+    for sink in list(_OPEN_ASYNC):
+        try:
+            sink.close()
+        except Exception:  # at exit, a log line is all that is left to do
+            _log.exception("audit sink failed to close at exit")
 
 
 class RecordRejected(AuditError):
@@ -170,6 +183,7 @@ class BatchingSink:
                 target=self._run, name=f"aegis-audit-{type(self).__name__}", daemon=True
             )
             self._thread.start()
+            _OPEN_ASYNC.add(self)
 
     def append(self, records: Sequence[AuditRecordV1]) -> list[AuditRecordV1]:
         """Append records to their chains; see :class:`aegis.engine.audit.AuditSink`.
@@ -346,6 +360,7 @@ class BatchingSink:
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join()
+            _OPEN_ASYNC.discard(self)
         self.publish_anchor()
         self._close_backend()
 

@@ -306,3 +306,19 @@ def test_async_needs_a_spill_path_and_a_known_mode(tmp_path: Path) -> None:
         MemoryAuditSink("async")
     with pytest.raises(AuditError, match="durability mode"):
         MemoryAuditSink("eventually")  # type: ignore[arg-type]
+
+
+def test_async_sink_not_closed_is_flushed_at_interpreter_exit(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    code = textwrap.dedent(
+        f"""
+        from aegis.engine.audit import event_record, open_sink
+        sink = open_sink("jsonl:{path}", "async")
+        for i in range(200):
+            sink.append([event_record("decision", {{"i": i}}, chain="decisions")])
+        # no close(): a clean exit must still flush
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    result = verify_jsonl(path)
+    assert (result.ok, result.checked) == (True, 200)
