@@ -58,6 +58,8 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     Args:
         window: trailing window (rows) of the causal features.
         clip: absolute bound on each standardised feature.
+        recovery_gate: ignore ``dev``/``slope`` of metrics moving back to their baseline
+            (see :class:`CausalFeatures`); shortens the alarm tail after an incident ends.
         top_k: how many of the largest feature z-scores the ``maxz`` member averages.
         members: which of :data:`MEMBERS` to combine.
         n_estimators: trees in the Isolation Forest.
@@ -97,6 +99,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         *,
         window: int = 30,
         clip: float = 10.0,
+        recovery_gate: bool = True,
         top_k: int = 5,
         members: Sequence[str] = MEMBERS,
         n_estimators: int = 100,
@@ -112,6 +115,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     ) -> None:
         self.window = window
         self.clip = clip
+        self.recovery_gate = recovery_gate
         self.top_k = top_k
         self.members = members
         self.n_estimators = n_estimators
@@ -163,7 +167,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         members = self._check_params()
         X = _recent_rows(X, int(self.max_training_rows))
         with limited_threads(self.n_threads):
-            features = CausalFeatures(window=self.window, clip=self.clip).fit(X)
+            features = CausalFeatures(
+                window=self.window, clip=self.clip, recovery_gate=self.recovery_gate
+            ).fit(X)
             features.owner_ = type(self).__name__
             Z = features.transform(X)
             rng = np.random.default_rng(self.random_state)

@@ -100,3 +100,20 @@ def test_counters_are_judged_by_their_rate_not_their_ever_growing_value() -> Non
     diff = names.index("m0:diff")
     assert np.all(later[:, value] == 0.0)  # ignored although far beyond the training range
     assert np.abs(later[:, diff]).max() < feats.clip  # the rate stays in range
+
+
+def test_recovery_gate_neutralises_dev_and_slope_while_returning_to_baseline() -> None:
+    rng = np.random.default_rng(0)
+    train = 0.5 + 0.01 * rng.standard_normal((300, 1))
+    test = 0.5 + 0.01 * rng.standard_normal((120, 1))
+    test[40:70, 0] += 1.0  # an incident: a level shift for 30 rows
+    gated = CausalFeatures(window=20).fit(train)
+    plain = CausalFeatures(window=20, recovery_gate=False).fit(train)
+    names = list(gated.get_feature_names_out())
+    dev, slope = names.index("m0:dev"), names.index("m0:slope")
+    zg, zp = gated.transform(test), plain.transform(test)
+    recovery = slice(71, 85)  # back to normal, but the window still holds the incident
+    assert np.abs(zp[recovery, dev]).min() > 5 and np.abs(zp[recovery, slope]).min() > 5
+    assert np.abs(zg[recovery, dev]).max() < 1 and np.abs(zg[recovery, slope]).max() < 1
+    onset = 40
+    assert zg[onset, dev] == zp[onset, dev] == gated.clip  # moving away: unchanged
