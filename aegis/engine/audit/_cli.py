@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from aegis.engine.audit._batching import BatchingSink, Mode
 from aegis.engine.audit._chain import ChainHead, VerifyResult
 from aegis.engine.audit._files import HeadAnchor
+from aegis.engine.audit._record import redact_url
 from aegis.errors import AegisError
 
 __all__ = ["open_sink", "register", "run_verify", "verify_url"]
@@ -68,7 +69,7 @@ def open_sink(
         from aegis.engine.audit.sql import SqlAuditSink
 
         return SqlAuditSink(url, mode=mode, **options)
-    raise AuditError(f"unknown audit URL `{url}` ({_SQL_HINT})")
+    raise AuditError(f"unknown audit URL `{redact_url(url)}` ({_SQL_HINT})")
 
 
 def verify_url(
@@ -90,7 +91,7 @@ def verify_url(
         from aegis.engine.audit.sql import verify_database
 
         return verify_database(url, anchors=anchors)
-    raise AuditError(f"unknown audit URL `{url}` ({_SQL_HINT})")
+    raise AuditError(f"unknown audit URL `{redact_url(url)}` ({_SQL_HINT})")
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -556,6 +557,11 @@ def event_record(
         policy_version=policy_version,
         data=(masker or _DEFAULT_MASKER).mask(data),
     )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` part replaced, for messages (LOG-1)."""
+    return re.sub(r"//[^/@]*@", "//***@", url)
 
 
 def check_chain_name(chain: str) -> str:

@@ -25,7 +25,12 @@ from pydantic import BaseModel, ConfigDict
 from aegis.engine.audit._batching import BatchingSink, Mode, RecordRejected
 from aegis.engine.audit._chain import ChainHead, Entry, VerifyResult, seal, verify
 from aegis.engine.audit._files import HeadAnchor
-from aegis.engine.audit._record import AuditRecordV1, check_chain_name, group_by_chain
+from aegis.engine.audit._record import (
+    AuditRecordV1,
+    check_chain_name,
+    group_by_chain,
+    redact_url,
+)
 from aegis.engine.errors import AuditError
 from aegis.errors import MissingDependencyError
 
@@ -191,8 +196,10 @@ def _make_engine(
     try:
         u = sa.make_url(url)
     except sa.exc.ArgumentError as exc:
-        raise AuditError(f"invalid audit database URL `{url}`") from exc
+        raise AuditError(f"invalid audit database URL `{redact_url(str(url))}`") from exc
     backend = u.get_backend_name()
+    if u.drivername == "postgresql":  # the `postgres` extra installs psycopg 3, not psycopg2
+        u = u.set(drivername="postgresql+psycopg")
     if backend == "sqlite" and u.database in (None, "", ":memory:"):
         raise AuditError("in-memory SQLite cannot hold an audit chain (use `memory:`)")
     if backend == "sqlite":
@@ -228,7 +235,9 @@ def _make_engine(
                 max_overflow=4,
                 connect_args={"connect_timeout": 5},
             )
-        except (sa.exc.ArgumentError, ImportError) as exc:
+        except ImportError as exc:
+            raise MissingDependencyError(u.get_driver_name(), "postgres") from exc
+        except sa.exc.ArgumentError as exc:
             raise AuditError(f"cannot use audit database `{_safe_url(u)}`: {exc}") from exc
     raise AuditError(f"audit database `{backend}` is not supported (use sqlite or postgresql)")
 

@@ -223,3 +223,14 @@ def test_aegis_eval_audit_then_verify_then_tamper(tmp_path: Path, store: str) ->
     )
     assert bad.returncode == 1
     assert "first bad record seq 2" in bad.stdout
+
+
+def test_LOG1_urls_in_errors_never_show_a_password() -> None:
+    for url in (
+        "ftp://user:s3cretpw@host/x",
+        "mysql://user:s3cretpw@host/db",
+        "postgresql+psycopg://user:s3cretpw@127.0.0.1:1/db",
+    ):
+        code, out, err = call("audit", "verify", "--db", url)
+        assert code == 2
+        assert "s3cretpw" not in err + out
