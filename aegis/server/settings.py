@@ -80,7 +80,7 @@ class Settings(BaseModel):
     rate_limit_authenticated: str = "600/minute"
     rate_limit_auth: str = "60/minute;600/hour"
     login_failures_per_pair: int = Field(default=10, ge=1, le=99)
-    login_failures_per_address: int = Field(default=30, ge=1)
+    login_failures_per_address: int = Field(default=100, ge=1)
     login_failures_per_account: int = Field(default=50, ge=1, le=99)
     login_failure_window: int = Field(default=3600, ge=1)
     # mail

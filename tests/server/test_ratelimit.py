@@ -149,3 +149,15 @@ def test_RL3_redis_down_falls_back_in_process_and_counts(make_env: Any) -> None:
     assert registry.get_sample_value("ratelimit_fail_open_total") >= 6
     health = env.client.get("/api/v1/health/ping")
     assert health.status_code == 429
+
+
+def test_BF1_address_brake_spares_accounts_known_there(make_env: Any) -> None:
+    env = make_env(rate_limit_auth="1000/minute", login_failures_per_address=15)
+    env.signup("regular@example.com")
+    assert env.login("regular@example.com").status_code == 200
+    env.signup("newcomer@example.com")
+    # someone at the same address sprays many accounts
+    for i in range(20):
+        env.login(f"sprayed{i}@example.com", "spray password")
+    assert env.login("regular@example.com").status_code == 200  # worked here before
+    assert env.login("newcomer@example.com").status_code == 429  # never logged in from here

@@ -5,7 +5,8 @@ Failed logins are counted in three sliding windows of ``AEGIS_LOGIN_FAILURE_WIND
 
 1. per (account, address) — ``AEGIS_LOGIN_FAILURES_PER_PAIR`` (10): the first and tightest
    brake, it only ever blocks the source that is failing;
-2. per address, across accounts — ``AEGIS_LOGIN_FAILURES_PER_ADDRESS`` (30): password spraying;
+2. per address, across accounts — ``AEGIS_LOGIN_FAILURES_PER_ADDRESS`` (100): password
+   spraying; an (account, address) pair that logged in successfully before is spared;
 3. per account, across addresses — ``AEGIS_LOGIN_FAILURES_PER_ACCOUNT`` (50, always < 100): the
    hard ceiling of ASVS 2.2.1. When it is reached the account is *not* locked: addresses from
    which the account logged in successfully in the last 30 days still may try (each still
@@ -76,19 +77,21 @@ class LoginThrottle:
             ApiError: ``rate.limited`` with ``Retry-After``.
         """
         pair, addr, account = self._keys(email_key, address)
-        for items, key in ((self._pair, pair), (self._address, addr)):
-            verdict = await self._limiter.test(items, key, strict_fallback=True)
-            if not verdict.allowed:
-                raise _throttled(verdict)
-        verdict = await self._limiter.test(self._account, account, strict_fallback=True)
+        verdict = await self._limiter.test(self._pair, pair, strict_fallback=True)
         if not verdict.allowed:
-            now = self._clock()
-            where = address_hash(address)
-            known = await self._db.run(
-                lambda s: repo.is_known_source(s, email_key, where, now, KNOWN_SOURCE_MAX_AGE)
-            )
-            if not known:
+            raise _throttled(verdict)
+        # The address-wide and account-wide brakes spare a pair that has worked before, so
+        # neither an attacker sharing your address nor one hammering your account locks you out.
+        for items, key in ((self._address, addr), (self._account, account)):
+            verdict = await self._limiter.test(items, key, strict_fallback=True)
+            if not verdict.allowed and not await self._known(email_key, address):
                 raise _throttled(verdict)
+
+    async def _known(self, email_key: str, address: str) -> bool:
+        now, where = self._clock(), address_hash(address)
+        return await self._db.run(
+            lambda s: repo.is_known_source(s, email_key, where, now, KNOWN_SOURCE_MAX_AGE)
+        )
 
     async def failed(self, email_key: str, address: str) -> None:
         """Count one failed attempt in all three windows."""
