@@ -443,3 +443,14 @@ def test_async_refused_record_goes_to_the_rejected_file(tmp_path: Path, records:
     assert [AuditRecordV1.from_json(x).id for x in rejected] == [first.id]
     with SqlAuditSink(url) as reader:
         assert [r.id for r in reader.records("decisions")] == [first.id] + [r.id for r in good]
+
+
+def test_AUD2_row_moved_to_another_chain_is_named_in_both(
+    sink: SqlAuditSink, admin: sa.Engine, records: Records
+) -> None:
+    sink.append(records(5))
+    drop_triggers(admin)
+    run(admin, f"UPDATE {TABLE_NAME} SET chain = 'elsewhere' WHERE seq = 3")
+    results = verify_database(sink.url)
+    assert (results["decisions"].problem, results["decisions"].first_bad_seq) == ("deleted", 3)
+    assert (results["elsewhere"].ok, results["elsewhere"].problem) == (False, "changed")
