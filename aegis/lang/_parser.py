@@ -20,11 +20,12 @@ from lark import Lark
 from lark.exceptions import UnexpectedInput
 
 from aegis.lang import ast
+from aegis.lang._fastparse import fast_parse
 from aegis.lang._syntax_errors import describe
 from aegis.lang._transformer import AstBuilder
 from aegis.lang.diagnostics import Diagnostic, Span
 
-__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_SYNTAX_ERRORS", "parse_text"]
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_SYNTAX_ERRORS", "lark_parse", "parse_text"]
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 """The largest policy file the library reads (4 MiB; sets of 10,000 rules take about 2 MiB)."""
@@ -98,6 +99,17 @@ def parse_text(
     too_deep = _paren_depth_error(text, file)
     if too_deep is not None:
         return None, [too_deep]
+    fast = fast_parse(text, file)
+    if fast is not None:
+        errors = [e for e in map(_depth_error, fast.rules) if e is not None]
+        return (None, errors) if errors else (fast, [])
+    return lark_parse(text, file)
+
+
+def lark_parse(
+    text: str, file: str = "<string>"
+) -> tuple[ast.PolicyFile | None, list[Diagnostic]]:
+    """:func:`parse_text` through the Lark grammar alone (the fast path's oracle)."""
     lark, builder = _parser()
     builder.file = file
     builder.diagnostics = []
