@@ -28,6 +28,7 @@ STATUS_BY_CODE: Mapping[str, int] = {
     "auth.forbidden": 403,
     "auth.signup_closed": 403,
     "auth.invalid_reset_token": 400,
+    "auth.invalid_invite": 400,
     "password.rejected": 422,
     "resource.not_found": 404,
     "resource.conflict": 409,

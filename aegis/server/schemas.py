@@ -50,6 +50,7 @@ class SignupRequestV1(BaseModel):
     email: Email
     password: Password
     name: Name = ""
+    invite_token: Token | None = None
 
 
 class LoginRequestV1(BaseModel):

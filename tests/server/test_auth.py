@@ -317,3 +317,27 @@ def test_REC2_ten_concurrent_consumes_give_one_reset(env: Env) -> None:
     codes = env.client.portal.call(race)
     assert codes.count(204) == 1, codes
     assert codes.count(400) == 9, codes
+
+
+def test_invite_mode_signup_needs_the_invitation(make_env: Any) -> None:
+    env = make_env(signup_mode="invite")
+    admin = env.admin()
+    plain = env.signup("stranger@example.com")
+    assert plain.status_code == 403
+    created = env.client.post(
+        "/api/v1/users",
+        json={"email": "guest@example.com", "roles": ["auditor"]},
+        headers=bearer(admin),
+    )
+    assert created.status_code == 201
+    token = env.mailer.last_token("guest@example.com")
+    wrong_address = env.signup("stranger@example.com", invite_token=token)
+    assert wrong_address.status_code == 400
+    assert wrong_address.json()["error"]["code"] == "auth.invalid_invite"
+    accepted = env.signup("guest@example.com", name="Guest", invite_token=token)
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["roles"] == ["auditor"]
+    assert accepted.json()["id"] == created.json()["id"]
+    assert env.login("guest@example.com").status_code == 200
+    again = env.signup("guest@example.com", invite_token=token)
+    assert again.status_code == 400

@@ -293,18 +293,25 @@ def void_reset_tokens(session: Session, user_id: str, now: datetime) -> None:
     )
 
 
-def consume_reset_token(session: Session, token: str, now: datetime) -> str | None:
-    """Use a reset token once (atomic); returns its user id, or ``None`` if not usable."""
-    row = session.execute(
-        sa.update(ResetToken)
-        .where(
-            ResetToken.token_hash == hash_token(token),
-            ResetToken.used_at.is_(None),
-            ResetToken.expires_at > now,
-        )
-        .values(used_at=now)
-        .returning(ResetToken.user_id)
-    ).first()
+def consume_reset_token(
+    session: Session, token: str, now: datetime, *, purpose: str | None = None
+) -> str | None:
+    """Use a reset token once (atomic); returns its user id, or ``None`` if not usable.
+
+    Args:
+        session: the open transaction.
+        token: the token as the user sent it.
+        now: the current time.
+        purpose: when given, only a token issued for this purpose (``invite``) is accepted.
+    """
+    query = sa.update(ResetToken).where(
+        ResetToken.token_hash == hash_token(token),
+        ResetToken.used_at.is_(None),
+        ResetToken.expires_at > now,
+    )
+    if purpose is not None:
+        query = query.where(ResetToken.purpose == purpose)
+    row = session.execute(query.values(used_at=now).returning(ResetToken.user_id)).first()
     return row[0] if row else None
 
 

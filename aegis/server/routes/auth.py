@@ -72,11 +72,18 @@ def _token_pair(ctx: AppContext, user_id: str, session_id: str, refresh: str) ->
 async def signup(request: Request) -> Response:
     """Create an account with role ``user`` (open mode) — see the module docstring."""
     ctx = context(request)
-    if ctx.settings.signup_mode != "open":
+    mode = ctx.settings.signup_mode
+    if mode == "closed":
         raise ApiError(
             "auth.signup_closed", "sign-up is closed: ask an administrator for an account"
         )
     data = body(request, SignupRequestV1)
+    if data.invite_token is not None:
+        return await _accept_invite(request, data)
+    if mode == "invite":
+        raise ApiError(
+            "auth.signup_closed", "sign-up needs an invitation: ask an administrator for one"
+        )
     check_password_policy(data.password, extra_common=ctx.extra_common)
     password_hash = await ctx.hasher.hash(data.password)
     now = ctx.clock()
@@ -146,6 +153,43 @@ async def signup(request: Request) -> Response:
         headers={"Cache-Control": "no-store"},
         background=task,
     )
+
+
+async def _accept_invite(request: Request, data: SignupRequestV1) -> Response:
+    """Invite mode: an administrator created the account; its invitation token sets the password.
+
+    The token must have been issued for this address with purpose ``invite`` and be unused and
+    unexpired; it is consumed atomically. The account keeps the roles the administrator gave.
+    """
+    ctx = context(request)
+    assert data.invite_token is not None
+    check_password_policy(data.password, extra_common=ctx.extra_common)
+    password_hash = await ctx.hasher.hash(data.password)
+    now, where, rid = ctx.clock(), address(request), request_id(request)
+    token, key = data.invite_token, repo.email_key(data.email)
+
+    def accept(session: Any) -> dict[str, Any]:
+        user_id = repo.consume_reset_token(session, token, now, purpose="invite")
+        user = session.get(User, user_id) if user_id else None
+        if user is None or user.email_key != key:
+            # raising rolls back: a token sent with another address stays usable by its owner
+            raise ApiError("auth.invalid_invite", "the invitation is invalid, used or expired")
+        user.password_hash = password_hash
+        if data.name:
+            user.name = data.name
+        user.updated_at = now
+        append_event(
+            session,
+            at=now,
+            action="invitation_accepted",
+            actor_id=user.id,
+            target_id=user.id,
+            address=where,
+            request_id=rid,
+        )
+        return repo.user_to_dict(user)
+
+    return json_response(await ctx.db.run(accept), 201)
 
 
 async def login(request: Request) -> Response:
