@@ -1,0 +1,1 @@
+"""The system route-authorization policy set of the server (``*.aegis`` files)."""
