@@ -215,3 +215,25 @@ def test_long_histories_use_the_most_recent_rows(
     ref = _fast(calibration_rows=200).fit(history.iloc[-300:])
     np.testing.assert_allclose(det.score_samples(history), ref.score_samples(history))
     assert det.n_training_rows_ == 200
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    nan_share=st.floats(0.0, 0.6),
+    dead_from=st.integers(0, 80),
+    n_train=st.integers(2, 120),
+)
+def test_any_missing_or_dead_pattern_gives_finite_scores(
+    seed: int, nan_share: float, dead_from: int, n_train: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    train = rng.normal(size=(n_train, 4)) * rng.choice([0.0, 1.0, 1e6], size=4)
+    train[rng.random(train.shape) < nan_share] = np.nan
+    test = rng.normal(size=(80, 4)) * 3
+    test[rng.random(test.shape) < nan_share] = np.nan
+    test[dead_from:, 1] = np.nan  # a metric that dies
+    test[dead_from:, 2] = test[max(dead_from - 1, 0), 2]  # a metric that freezes
+    det = AnomalyDetector(n_estimators=5, window=5).fit(train)
+    for out in (det.score_samples(test), det.anomaly_probability(test)):
+        assert out.shape == (80,) and np.isfinite(out).all()
