@@ -220,6 +220,7 @@ class SimulatedCluster:
     ) -> None:
         self._lock = threading.RLock()
         self._objects: dict[_Key, dict[str, Any]] = {}
+        self._by_owner: dict[str, set[_Key]] = {}  # controller uid -> owned object keys
         self._rv = itertools.count(1000)
         self._names = itertools.count(1)
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -287,7 +288,21 @@ class SimulatedCluster:
 
     def _store(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
-        self._objects[(obj["kind"], meta["namespace"], meta["name"])] = obj
+        key = (obj["kind"], meta["namespace"], meta["name"])
+        self._unindex(key)
+        self._objects[key] = obj
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("controller"):
+                self._by_owner.setdefault(ref["uid"], set()).add(key)
+
+    def _unindex(self, key: _Key) -> None:
+        old = self._objects.get(key)
+        for ref in (old or {}).get("metadata", {}).get("ownerReferences") or []:
+            self._by_owner.get(ref.get("uid"), set()).discard(key)
+
+    def _delete(self, key: _Key) -> None:
+        self._unindex(key)
+        del self._objects[key]
 
     def add_deployment(self, seed: DeploymentSeed) -> dict[str, Any]:
         """Create a deployment with its revision history (older images first)."""
@@ -611,7 +626,7 @@ class SimulatedCluster:
             out["metadata"]["deletionTimestamp"] = self._now()
             if dry_run:
                 return out
-            del self._objects[("Pod", namespace, name)]
+            self._delete(("Pod", namespace, name))
             self._next_rv()
             if self.converge:
                 self._reconcile_all()
@@ -669,7 +684,7 @@ class SimulatedCluster:
                         {"causes": [{"reason": "DisruptionBudget", "message": cause}]},
                     )
             if not dry_run:
-                del self._objects[("Pod", namespace, name)]
+                self._delete(("Pod", namespace, name))
                 self._next_rv()
                 if self.converge:
                     self._reconcile_all()
@@ -697,16 +712,12 @@ class SimulatedCluster:
 
     def _owned(self, kind: str, owner: Mapping[str, Any]) -> list[dict[str, Any]]:
         ns, uid = owner["metadata"]["namespace"], owner["metadata"]["uid"]
-        return [
-            obj
-            for (k, n, _), obj in sorted(self._objects.items())
-            if k == kind
-            and n == ns
-            and any(
-                ref.get("controller") and ref.get("uid") == uid
-                for ref in obj["metadata"].get("ownerReferences", [])
-            )
+        found = [
+            (key, self._objects[key])
+            for key in self._by_owner.get(uid, ())
+            if key[0] == kind and key[1] == ns and key in self._objects
         ]
+        return [obj for _, obj in sorted(found, key=lambda item: item[0])]
 
     def _reconcile_deployment(self, dep: dict[str, Any], *, force: bool = False) -> None:
         if not (self.converge or force):
@@ -803,7 +814,7 @@ class SimulatedCluster:
         old.sort(key=lambda rs: int(rs["metadata"].get("annotations", {}).get(REVISION, "0")))
         for rs in old[: max(0, len(old) - limit)]:
             meta = rs["metadata"]
-            del self._objects[("ReplicaSet", meta["namespace"], meta["name"])]
+            self._delete(("ReplicaSet", meta["namespace"], meta["name"]))
 
     def _set_rs_replicas(self, rs: dict[str, Any], replicas: int) -> None:
         changed = rs["spec"]["replicas"] != replicas
@@ -828,7 +839,7 @@ class SimulatedCluster:
         want = int(rs["spec"]["replicas"])
         ns = rs["metadata"]["namespace"]
         for pod in pods[want:]:
-            del self._objects[("Pod", ns, pod["metadata"]["name"])]
+            self._delete(("Pod", ns, pod["metadata"]["name"]))
             self._next_rv()
         for _ in range(want - len(pods)):
             name = f"{rs['metadata']['name']}-{_encode(str(next(self._names)).encode(), 5)}"

@@ -467,6 +467,7 @@ class _Server(ThreadingHTTPServer):
 def _make_handler(fake: FakeKubernetesAPI) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # one small answer must not wait for a delayed ACK
 
         def log_message(self, format: str, *args: Any) -> None:
             return
