@@ -5,6 +5,7 @@ The public names are re-exported by :mod:`aegis.engine.cache`; see its docstring
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import json.encoder
@@ -14,13 +15,15 @@ from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
-from aegis.engine.errors import CacheUnavailableError, InvalidRequestError
+from aegis.engine.decision import Decision
+from aegis.engine.errors import CacheUnavailableError, EngineError, InvalidRequestError
 from aegis.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_TTL",
     "MAX_TTL",
     "DecisionCache",
+    "DecisionDecoder",
     "KeyBuilder",
     "cache_key",
     "canonical_json",
@@ -451,6 +454,45 @@ def decode_decision(value: bytes) -> dict[str, Any]:
     if not ok:
         raise CacheUnavailableError("cached value is not a decision")
     return data
+
+
+class DecisionDecoder:
+    """Cached bytes -> :class:`~aegis.engine.decision.Decision`, memoised by the bytes.
+
+    A hit decodes the same few bytes over and over (``json.loads``, the shape check and
+    ``Decision.from_dict`` cost about as much as evaluating a small set); decisions are
+    immutable, so the decoder keeps the last ``maxsize`` distinct values' decisions. Garbage
+    is never memoised: it raises every time. Thread-safe.
+
+    Args:
+        maxsize: distinct encoded decisions remembered (least recently used dropped).
+
+    Usage::
+
+        decode = DecisionDecoder()
+        decision = decode(cache.get(key))
+    """
+
+    __slots__ = ("_memo",)
+
+    def __init__(self, maxsize: int = 4096) -> None:
+        self._memo = functools.lru_cache(maxsize=maxsize)(_decode_to_decision)
+
+    def __call__(self, value: bytes) -> Decision:
+        """Decode (or recall) one cached value.
+
+        Raises:
+            CacheUnavailableError: the bytes are not a decision.
+        """
+        return self._memo(bytes(value))
+
+
+def _decode_to_decision(value: bytes) -> Decision:
+    data = decode_decision(value)
+    try:
+        return Decision.from_dict(data)
+    except (EngineError, ValueError) as exc:
+        raise CacheUnavailableError("cached value is not a decision") from exc
 
 
 def _strings(value: object) -> bool:

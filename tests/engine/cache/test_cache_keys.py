@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aegis.engine.cache import (
+    DecisionDecoder,
     KeyBuilder,
     cache_key,
     canonical_json,
@@ -289,3 +290,18 @@ def test_CACHE2_garbage_is_unavailable_not_a_decision(garbage: bytes) -> None:
 def test_encoding_a_non_decision_fails() -> None:
     with pytest.raises(CacheUnavailableError):
         encode_decision({"decision": "ALLOW"})
+
+
+def test_decoder_returns_the_decision_and_remembers_it() -> None:
+    from aegis.engine import Decision
+
+    decode = DecisionDecoder(maxsize=2)
+    raw = encode_decision(DECISION)
+    first = decode(raw)
+    assert isinstance(first, Decision)
+    assert first.to_dict() == DECISION
+    assert decode(bytes(raw)) is first  # memoised by value
+    with pytest.raises(CacheUnavailableError):
+        decode(b"garbage")
+    with pytest.raises(CacheUnavailableError):  # garbage is never remembered
+        decode(b"garbage")
