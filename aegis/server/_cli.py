@@ -1,4 +1,4 @@
-"""The server's ``aegis`` subcommands: ``serve``, ``admin create``, ``db upgrade``.
+"""The server's ``aegis`` subcommands: ``serve``, ``admin create``, ``db upgrade``, ``secrets``.
 
 ``aegis/cli.py`` calls :func:`register`; each subparser stores its handler in ``handler``
 (``args.handler(args) -> int`` exit code). Settings come from ``AEGIS_*`` variables; a
@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import secrets
 import sys
+from pathlib import Path
 from typing import Any
 
 from aegis.errors import ConfigurationError
@@ -55,8 +58,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _admin_create(args: argparse.Namespace) -> int:
     _setup_logging()
-    if not args.password_stdin:
-        print("aegis admin create: --password-stdin is required", file=sys.stderr)
+    if args.password_stdin == args.generate_password:
+        print(
+            "aegis admin create: give exactly one of --password-stdin and --generate-password",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     try:
         settings = _settings()
@@ -67,9 +73,12 @@ def _admin_create(args: argparse.Namespace) -> int:
     from aegis.server.db import upgrade
     from aegis.server.errors import ServerError
 
-    line = sys.stdin.readline()
-    password = line[:-1] if line.endswith("\n") else line
-    password = password[:-1] if password.endswith("\r") else password
+    if args.generate_password:
+        password = secrets.token_urlsafe(18)  # 144 bits, 24 characters
+    else:
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        password = password[:-1] if password.endswith("\r") else password
     upgrade(settings.database_url)
     try:
         user_id = create_admin(settings, args.email, password)
@@ -77,6 +86,22 @@ def _admin_create(args: argparse.Namespace) -> int:
         print(f"aegis admin create: {exc}", file=sys.stderr)
         return 1
     print(user_id)
+    if args.generate_password:
+        print(f"administrator {args.email} password (shown once): {password}")
+    return 0
+
+
+def _secrets(args: argparse.Namespace) -> int:
+    path = Path(args.env_file)
+    if path.exists():
+        print(f"{path} exists; its secrets are kept")
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = f"AEGIS_JWT_SECRET={secrets.token_urlsafe(48)}\n"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    print(f"wrote a new AEGIS_JWT_SECRET to {path} (mode 600; keep it out of version control)")
     return 0
 
 
@@ -113,7 +138,18 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="read the password as one line from standard input (the newline is dropped)",
     )
+    create.add_argument(
+        "--generate-password",
+        action="store_true",
+        help="make a random password and print it once (for local setups)",
+    )
     create.set_defaults(handler=_admin_create)
+
+    init = subparsers.add_parser(
+        "secrets", help="create a local env file with a fresh AEGIS_JWT_SECRET (once)"
+    )
+    init.add_argument("--env-file", default=".env.local", help="the file to create")
+    init.set_defaults(handler=_secrets)
 
     db = subparsers.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)

@@ -280,3 +280,37 @@ def test_security_headers_on_every_answer(env: Env) -> None:
         assert response.headers["cache-control"] == "no-store"
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers.get_list("cache-control") == ["no-store"]
+
+
+def test_local_setup_commands(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    import argparse
+    import stat
+
+    from aegis.server._cli import register
+
+    parser = argparse.ArgumentParser(prog="aegis")
+    register(parser.add_subparsers(dest="command", required=True))
+    env_file = tmp_path / ".env.local"
+    args = parser.parse_args(["secrets", "--env-file", str(env_file)])
+    assert args.handler(args) == 0
+    first = env_file.read_text()
+    assert first.startswith("AEGIS_JWT_SECRET=")
+    assert len(first.strip().split("=", 1)[1]) >= 43
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert args.handler(args) == 0
+    assert env_file.read_text() == first  # generated once, never replaced
+    monkeypatch.setenv("AEGIS_JWT_SECRET", first.strip().split("=", 1)[1])
+    monkeypatch.setenv("AEGIS_DATABASE_URL", f"sqlite:///{tmp_path / 'local.db'}")
+    monkeypatch.setenv("AEGIS_PASSWORD_HASH_PROFILE", "fast")
+    capsys.readouterr()
+    args = parser.parse_args(
+        ["admin", "create", "--email", "me@localhost.dev", "--generate-password"]
+    )
+    assert args.handler(args) == 0
+    out = capsys.readouterr().out
+    password = out.strip().rsplit(": ", 1)[1]
+    assert len(password) == 24
+    both = parser.parse_args(
+        ["admin", "create", "--email", "x@y.dev", "--generate-password", "--password-stdin"]
+    )
+    assert both.handler(both) == 2
