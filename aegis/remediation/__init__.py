@@ -2,7 +2,7 @@
 write-ahead audit → actuator → outcome), usable and testable without HTTP."""
 
 from aegis.remediation.errors import ExecutorStoreError
-from aegis.remediation.executor import Executor, ExecutorResponse, policy_request
+from aegis.remediation.executor import Executor, ExecutorResponse, build_executor, policy_request
 from aegis.remediation.store import ExecutorStore, Outbox
 
 __all__ = [
@@ -11,5 +11,6 @@ __all__ = [
     "ExecutorStore",
     "ExecutorStoreError",
     "Outbox",
+    "build_executor",
     "policy_request",
 ]

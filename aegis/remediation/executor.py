@@ -49,7 +49,7 @@ from aegis.engine import EngineError, InvalidRequestError, PolicyEngine
 from aegis.remediation.errors import ExecutorStoreError
 from aegis.remediation.store import ExecutorStore, Outbox
 
-__all__ = ["Executor", "ExecutorResponse", "policy_request"]
+__all__ = ["Executor", "ExecutorResponse", "build_executor", "policy_request"]
 
 log = logging.getLogger("aegis.executor")
 _BODY_FIELDS = frozenset(
@@ -428,5 +428,77 @@ class Executor:
         """The self-healing report: actions by type and status, failure rates, refusals."""
         report = self.store.report()
         report["outbox"] = len(self.outbox.pending())
+        stats = getattr(self.actuator, "stats", None)
+        if isinstance(stats, dict):
+            report["actuator"] = dict(stats)
         report["alerts"] = [a.__dict__ for a in self.guardrails.alerts()]
         return report
+
+
+def build_executor(
+    *,
+    keys: str,
+    allow_namespaces: Iterable[str],
+    policies: Iterable[str],
+    database_url: str,
+    actuator: str = "simulated",
+    actuator_config: Mapping[str, Any] | None = None,
+    redis_url: str | None = None,
+    outbox_path: str = "aegis-executor-outbox.jsonl",
+    principals: Mapping[str, Mapping[str, Any]] | None = None,
+    reject_secrets: Iterable[str] = (),
+    guardrail_config: Mapping[str, Any] | None = None,
+) -> Executor:
+    """Assemble an :class:`Executor` from service options (what ``aegis executor`` needs).
+
+    Args:
+        keys: ``kid:secret,kid:secret`` (``AEGIS_EXECUTOR_KEYS``); each secret ≥ 32 bytes.
+        allow_namespaces: the namespace allowlist.
+        policies: policy files or directories.
+        database_url: SQLAlchemy URL of the audit store (intents, outcomes, nonces,
+            guardrail state).
+        actuator: ``simulated`` or ``kubernetes`` (any ``aegis.actuators`` entry point).
+        actuator_config: the backend's configuration (``{"cluster_file": …}`` …).
+        redis_url: the shared nonce store; in-process memory when ``None``.
+        outbox_path: the local outbox file.
+        principals: attributes per key id for the policy ``principal``.
+        reject_secrets: secrets executor keys must not equal (the JWT secret).
+        guardrail_config: overrides of :class:`~aegis.actuators.GuardrailConfig`.
+
+    Raises:
+        ConfigurationError: no keys, a short key, a bad allowlist or actuator configuration.
+        PolicyLoadError: the policies do not load.
+        ExecutorStoreError: the audit database cannot be reached.
+    """
+    from aegis.actuators import (
+        GuardrailConfig,
+        Keyring,
+        MemoryReplayStore,
+        RedisReplayStore,
+        SqlGuardrailStore,
+        create_actuator,
+    )
+    from aegis.errors import ConfigurationError
+
+    keyring = Keyring.from_env(keys, reject_secrets=reject_secrets)
+    try:
+        config = GuardrailConfig.model_validate(
+            {**dict(guardrail_config or {}), "allowed_namespaces": frozenset(allow_namespaces)}
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid guardrail configuration: {exc}") from exc
+    replay = RedisReplayStore.from_url(redis_url) if redis_url else MemoryReplayStore()
+    store = ExecutorStore(database_url)
+    try:
+        guard_store = SqlGuardrailStore(store.engine)
+    except GuardrailStoreError as exc:
+        raise ExecutorStoreError(str(exc)) from exc
+    return Executor(
+        verifier=RequestVerifier(keyring, replay),
+        guardrails=Guardrails(config, guard_store),
+        engine=PolicyEngine.from_paths(list(policies)),
+        actuator=create_actuator(actuator, dict(actuator_config or {})),
+        store=store,
+        outbox=Outbox(outbox_path),
+        principals=principals,
+    )

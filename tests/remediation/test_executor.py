@@ -342,3 +342,37 @@ def test_report(world: World) -> None:
     assert report["actions"] == {"restart_deployment": {"succeeded": 1, "failed": 1}}
     assert report["failure_rate"] == {"restart_deployment": 0.5}
     assert report["refusals"] == {"policy_denied": 1}
+
+
+def test_build_executor_from_service_options(tmp_path: Path) -> None:
+    from aegis.errors import ConfigurationError
+    from aegis.remediation import build_executor
+
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "executor.aegis").write_text(POLICY, encoding="utf-8")
+    (tmp_path / "cluster.yaml").write_text(SEED, encoding="utf-8")
+    options: dict[str, Any] = {
+        "allow_namespaces": ["prod"],
+        "policies": [str(tmp_path / "policies")],
+        "database_url": f"sqlite:///{tmp_path / 'executor.db'}",
+        "actuator": "simulated",
+        "actuator_config": {"cluster_file": str(tmp_path / "cluster.yaml")},
+        "outbox_path": str(tmp_path / "outbox.jsonl"),
+        "principals": {"ops": {"roles": ["remediator"]}},
+    }
+    for keys in ("", "ops:short", "ops"):
+        with pytest.raises(ConfigurationError):
+            build_executor(keys=keys, **options)
+    executor = build_executor(keys=f"ops:{SECRET}", **options)
+    assert executor.start() == []
+    payload = json.dumps(body()).encode()
+    response = executor.submit(
+        method="POST",
+        path="/v1/actions",
+        query="",
+        headers=sign_request("POST", "/v1/actions", body=payload, key_id="ops", secret=SECRET),
+        body=payload,
+    )
+    assert response.status_code == 200 and response.body["status"] == "succeeded"
+    assert executor.report()["totals"] == {"succeeded": 1}
+    executor.store.close()
