@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aegis.engine.audit import AuditRecordV1, JsonlAuditSink, verify_jsonl
 from aegis.engine.errors import AuditError, AuditIntegrityError
@@ -218,3 +220,38 @@ def test_head_file_is_rewritten_per_batch(tmp_path: Path, records: Records) -> N
     (tmp_path / "h.jsonl.head").write_text("garbage")
     with pytest.raises(AuditError, match="not a head entry"):
         verify_jsonl(path)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    op=st.sampled_from(["edit", "delete", "insert", "swap", "truncate"]),
+    i=st.integers(0, 7),
+    j=st.integers(0, 7),
+)
+def test_AUD2_any_line_tampering_is_detected(
+    tmp_path: Path, records: Records, op: str, i: int, j: int
+) -> None:
+    path = tmp_path / f"{op}-{i}-{j}.jsonl"
+    with JsonlAuditSink(path) as sink:
+        sink.append(records(8))
+    content = lines(path)
+    if op == "edit":
+        content[i] = content[i].replace('"kind":"decision"', '"kind":"decisioN"')
+    elif op == "delete":
+        del content[i]
+    elif op == "insert":
+        content.insert(i, content[j])
+    elif op == "swap":
+        if i == j:
+            j = (i + 1) % 8
+        content[i], content[j] = content[j], content[i]
+    else:
+        content = content[:i]
+    write(path, content)
+    result = verify_jsonl(path)
+    assert not result.ok
+    assert result.first_bad_seq is not None
+    # the first bad seq is at, or (for a duplicated neighbour) just before, the tampered line
+    assert result.first_bad_seq <= (min(i, j) if op == "swap" else i) + 1
