@@ -228,7 +228,7 @@ class Executor:
         except ExecutorStoreError as exc:
             return _error(503, exc.code, "the executor cannot audit; nothing was done")
         if existing is not None:
-            return self._answer(existing)
+            return self._replayed(existing, action, dry_run)
         # -- guardrails (pure), then policy
         try:
             self.guardrails.check(action)
@@ -347,7 +347,7 @@ class Executor:
                 if not self.store.write_intent(intent):
                     existing = self.store.by_request_id(action.request_id)
                     if existing is not None:
-                        return self._answer(existing)
+                        return self._replayed(existing, action, dry_run)
                     return _error(409, ReplayError.code, ReplayError.GENERIC_MESSAGE)
             except ExecutorStoreError as exc:
                 return _error(503, exc.code, "the executor cannot audit; nothing was done")
@@ -407,6 +407,23 @@ class Executor:
         else:
             if self.outbox.pending():
                 self.outbox.replay(self.store)
+
+    @classmethod
+    def _replayed(cls, row: Mapping[str, Any], action: Action, dry_run: bool) -> ExecutorResponse:
+        same = (
+            row["type"] == action.type
+            and row["namespace"] == action.namespace
+            and row["name"] == action.name
+            and row["params"] == action.params.model_dump(mode="json")
+            and bool(row["dry_run"]) == dry_run
+        )
+        if not same:
+            return _error(
+                409,
+                "executor.request_id_conflict",
+                f"request id `{action.request_id}` was already used for a different action",
+            )
+        return cls._answer(row)
 
     @staticmethod
     def _answer(row: Mapping[str, Any]) -> ExecutorResponse:

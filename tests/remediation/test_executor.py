@@ -255,6 +255,11 @@ def test_K8S4_same_request_id_acts_once(world: World) -> None:
     second, _ = world.send(body())  # new nonce, same request id
     assert second.status_code == 200 and second.body["id"] == first.body["id"]
     assert len(world.fake.writes) == 1 and len(world.intents()) == 1
+    other, _ = world.send(body(name="web"))  # the same key for a different action
+    assert (
+        other.status_code == 409 and other.body["error"]["code"] == "executor.request_id_conflict"
+    )
+    assert len(world.fake.writes) == 1
 
 
 def test_cooldown_refuses_the_same_action_on_the_same_target(world: World) -> None:
