@@ -396,7 +396,8 @@ def _leaf_text(value: Any) -> str:
     if kind is int:
         return str(value)
     if kind is Decimal:
-        return _decimal_text(value)
+        text = str(value)  # "10" for Decimal(10); anything with a sign, "." or "E" goes the long way
+        return text if text.isdigit() else _decimal_text(value)
     if (kind is list or kind is tuple) and all(type(item) is str for item in value):
         return f"[{','.join(map(_dump_str, value))}]"
     return canonical_json(value)
