@@ -381,3 +381,66 @@ def test_build_executor_from_service_options(tmp_path: Path) -> None:
     assert response.status_code == 200 and response.body["status"] == "succeeded"
     assert executor.report()["totals"] == {"succeeded": 1}
     executor.store.close()
+
+
+_CRASHING_EXECUTOR = """
+import json, os, signal, sys
+from aegis.actuators import SimulatedActuator, SimulatedCluster, sign_request
+from aegis.remediation import build_executor
+
+executor = build_executor(
+    keys="ops:" + sys.argv[2], allow_namespaces=["prod"], policies=[sys.argv[3]],
+    database_url=sys.argv[1], actuator="simulated", outbox_path=sys.argv[4],
+    principals={"ops": {"roles": ["remediator"]}},
+)
+
+class Dies:
+    def execute(self, action, dry_run=False):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+executor.actuator = Dies()
+payload = sys.argv[5].encode()
+headers = sign_request("POST", "/v1/actions", body=payload, key_id="ops", secret=sys.argv[2])
+executor.submit(method="POST", path="/v1/actions", query="", headers=headers, body=payload)
+"""
+
+
+@pytest.mark.slow
+def test_AUD5_kill_9_between_intent_and_outcome_is_reconciled(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from aegis.remediation import build_executor
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "executor.aegis").write_text(POLICY, encoding="utf-8")
+    db = f"sqlite:///{tmp_path / 'executor.db'}"
+    script = tmp_path / "crash.py"
+    script.write_text(_CRASHING_EXECUTOR, encoding="utf-8")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            db,
+            SECRET,
+            str(tmp_path / "p"),
+            str(tmp_path / "outbox.jsonl"),
+            json.dumps(body()),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    executor = build_executor(
+        keys=f"ops:{SECRET}",
+        allow_namespaces=["prod"],
+        policies=[str(tmp_path / "p")],
+        database_url=db,
+        outbox_path=str(tmp_path / "outbox.jsonl"),
+    )
+    unknown = executor.start()
+    assert [(r["request_id"], r["status"]) for r in unknown] == [("req-1", "pending")]
+    assert [r["status"] for r in executor.list_actions()] == ["unknown"]
+    executor.store.close()
