@@ -386,7 +386,90 @@ class KeyBuilder:
         return f"{version}:{hashlib.sha256(text.encode('ascii')).hexdigest()}"
 
 
+    def observation(
+        self,
+        parts: Mapping[str, Any],
+        time_view: Callable[[str], Mapping[str, Any]] | None = None,
+    ) -> tuple[Any, ...]:
+        """A hashable in-process key: what the read paths observe, as Python values.
+
+        Cheaper than :meth:`key` (no text, no hash function), for an in-process memo in
+        front of a :class:`DecisionCache` (combine it with the version). Two observations
+        are equal only when every read path observes the same value: lists become tuples,
+        objects frozensets of items, and booleans tagged so that ``True`` never equals
+        ``1``. Numbers compare as Python does, by value (``1 == 1.0``), except that a float
+        and a ``Decimal`` of the same decimal value can differ (``0.1`` vs
+        ``Decimal("0.1")``): a miss, never a wrong hit. Not stable across processes: never
+        use it as a key in a shared store.
+
+        Raises:
+            InvalidRequestError: a read value is not JSON.
+        """
+        out: list[Any] = []
+        for path in self._paths:
+            value: Any = parts
+            steps = path
+            if time_view is not None and path[0] == "time" and len(path) > 1:
+                value = time_view(path[1])
+                steps = path[2:]
+            for step in steps:
+                kind = type(value)
+                if (
+                    kind is dict or kind is MappingProxyType or isinstance(value, Mapping)
+                ) and step in value:
+                    value = value[step]
+                else:
+                    value = _MISSING_MARK
+                    break
+            kind = type(value)
+            out.append(value if kind is str or kind is int else _frozen(value))
+        return tuple(out)
+
+
 _MISSING_MARK: Any = object()
+_TRUE: Any = object()
+_FALSE: Any = object()
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in equal to another exactly when the JSON values are equal."""
+    kind = type(value)
+    if kind is str or kind is int or value is None or value is _MISSING_MARK:
+        return value
+    if value is True:
+        return _TRUE
+    if value is False:
+        return _FALSE
+    if kind is float or kind is Decimal:
+        if not value.is_finite() if kind is Decimal else not math.isfinite(value):
+            raise InvalidRequestError(f"number `{value!r}` is not a JSON number")
+        return value
+    if kind is list or kind is tuple:
+        if all(type(item) is str for item in value):
+            return ("l", *value)
+        return ("l", *map(_frozen, value))
+    if isinstance(value, Mapping):
+        for key in value:
+            if not isinstance(key, str):
+                raise InvalidRequestError(f"object key `{key!r}` is not a string")
+        return frozenset((key, _frozen(item)) for key, item in value.items())
+    if isinstance(value, str | int | float | Decimal | list | tuple):
+        return _frozen(_plain_copy(value))
+    raise InvalidRequestError(f"value of type `{type(value).__name__}` is not JSON")
+
+
+def _plain_copy(value: Any) -> Any:
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, Decimal):
+        return Decimal(value)
+    return list(value)
 
 
 def _leaf_text(value: Any) -> str:
@@ -396,7 +479,7 @@ def _leaf_text(value: Any) -> str:
     if kind is int:
         return str(value)
     if kind is Decimal:
-        text = str(value)  # "10" for Decimal(10); anything with a sign, "." or "E" goes the long way
+        text = str(value)  # "10" for Decimal(10); a sign, "." or "E" goes the long way
         return text if text.isdigit() else _decimal_text(value)
     if (kind is list or kind is tuple) and all(type(item) is str for item in value):
         return f"[{','.join(map(_dump_str, value))}]"

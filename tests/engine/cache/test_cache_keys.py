@@ -224,6 +224,29 @@ def test_key_builder_same_key_iff_every_read_path_observes_the_same(
     assert builder.key(V1, a) != builder.key(V2, a)
 
 
+@settings(max_examples=400, deadline=None)
+@given(_parts_strategy, _parts_strategy, _paths)
+def test_observation_equal_iff_every_read_path_observes_the_same(
+    a: dict[str, Any], b: dict[str, Any], paths: set[tuple[str, ...]]
+) -> None:
+    observed_same = all(_same(_observe(a, p), _observe(b, p)) for p in paths)
+    builder = KeyBuilder(paths)
+    first, second = builder.observation(a), builder.observation(b)
+    assert (first == second) == observed_same
+    if observed_same:
+        assert hash(first) == hash(second)
+
+
+def test_observation_keeps_booleans_apart_from_numbers() -> None:
+    builder = KeyBuilder({("resource", "x")})
+    values = [True, 1, False, 0, None, [True], [1], {"a": True}, {"a": 1}, "1"]
+    observed = [builder.observation({"resource": {"x": v}}) for v in values]
+    assert len(set(observed)) == len(values)
+    assert builder.observation({"resource": {"x": 1.0}}) == observed[1]
+    with pytest.raises(InvalidRequestError):
+        builder.observation({"resource": {"x": float("nan")}})
+
+
 def test_key_builder_drops_covered_paths_and_separates_path_sets() -> None:
     builder = KeyBuilder({("principal", "roles"), ("principal",), ("action",), ()})
     assert builder.paths == (("action",), ("principal",))
