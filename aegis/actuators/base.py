@@ -152,7 +152,7 @@ class Action(BaseModel):
     requested_by: str = Field(min_length=1, max_length=256)
     reason: str = Field(default="", max_length=2048)
     request_id: str
-    issued_at: int | None = Field(default=None, ge=0, le=2**40)
+    issued_at: int | None = Field(default=None, ge=0, le=253_402_300_799)  # ≤ 9999-12-31
 
     _KINDS: ClassVar[dict[str, str]] = {
         "restart_pod": "Pod",

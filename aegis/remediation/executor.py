@@ -379,6 +379,13 @@ class Executor:
                 )
             except ActuatorError as exc:
                 status, payload = "failed", {"reason": exc.code, "message": str(exc)}
+            except Exception:  # a bug or an unexpected client error: the outcome is unknown
+                log.exception("actuator failed unexpectedly on action %s", action_id)
+                status, http_status = "unknown", 500
+                payload = {
+                    "reason": "actuator.internal_error",
+                    "message": "the actuator failed unexpectedly; the action may have run",
+                }
             self._outcome(action_id, status, payload)
             if http_status != 200:
                 return ExecutorResponse(

@@ -444,3 +444,21 @@ def test_AUD5_kill_9_between_intent_and_outcome_is_reconciled(tmp_path: Path) ->
     assert [(r["request_id"], r["status"]) for r in unknown] == [("req-1", "pending")]
     assert [r["status"] for r in executor.list_actions()] == ["unknown"]
     executor.store.close()
+
+
+def test_an_unexpected_actuator_failure_is_recorded_unknown_without_a_traceback(
+    world: World,
+) -> None:
+    def boom(*_a: Any, **_k: Any) -> None:
+        raise RuntimeError("secret internals")
+
+    world.executor.actuator.execute = boom  # type: ignore[method-assign]
+    response, _ = world.send(body())
+    assert response.status_code == 500 and response.body["status"] == "unknown"
+    assert "secret internals" not in json.dumps(response.body)
+    assert [r["status"] for r in world.intents()] == ["unknown"]
+
+
+def test_far_future_issued_at_is_invalid_not_a_crash(world: World) -> None:
+    response, _ = world.send(body(issued_at=2**40))
+    assert response.status_code == 422
