@@ -233,3 +233,48 @@ def test_PW4_admin_reset_needs_fifteen_characters_and_keeps_the_token(env: Env) 
         json={"token": token, "new_password": "fifteen or more characters"},
     )
     assert long_enough.status_code == 204
+
+
+def test_SES5_logout_everywhere(env: Env) -> None:
+    here = env.user("everywhere@example.com")
+    there = env.login("everywhere@example.com").json()
+    assert env.client.delete("/api/v1/users/me/sessions", headers=bearer(here)).status_code == 204
+    for pair in (here, there):
+        assert env.client.get("/api/v1/users/me", headers=bearer(pair)).status_code == 401
+        refreshed = env.client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+        )
+        assert refreshed.status_code == 401
+
+
+def test_SES5_admin_terminates_a_users_sessions(env: Env) -> None:
+    admin = env.admin()
+    victim = env.user("terminated@example.com")
+    victim_id = env.client.get("/api/v1/users/me", headers=bearer(victim)).json()["id"]
+    response = env.client.delete(f"{USERS}/{victim_id}/sessions", headers=bearer(admin))
+    assert response.status_code == 204
+    assert env.client.get("/api/v1/users/me", headers=bearer(victim)).status_code == 401
+    assert env.login("terminated@example.com").status_code == 200  # the account still works
+    assert env.client.delete(f"{USERS}/nope/sessions", headers=bearer(admin)).status_code == 404
+
+
+def test_REC5_admin_triggers_a_reset_but_never_sees_the_password(env: Env) -> None:
+    admin = env.admin()
+    user_id = env.signup("forgetful@example.com").json()["id"]
+    response = env.client.post(f"{USERS}/{user_id}/reset-password", headers=bearer(admin))
+    assert response.status_code == 202
+    assert response.content == b""
+    token = env.mailer.last_token("forgetful@example.com")
+    done = env.client.post(
+        "/api/v1/auth/reset-password", json={"token": token, "new_password": "remembered now"}
+    )
+    assert done.status_code == 204
+    assert env.login("forgetful@example.com", "remembered now").status_code == 200
+
+
+def test_REC5_no_route_takes_a_password_for_someone_else(env: Env) -> None:
+    for endpoint in env.app.state.aegis.endpoints:
+        model = endpoint.request_model
+        if model is None or "{id}" not in endpoint.path:
+            continue
+        assert not any("password" in name for name in model.model_fields), endpoint.path

@@ -399,7 +399,9 @@ async def forgot_password(request: Request) -> Response:
             issued = await ctx.db.run(issue)
             if issued is not None:
                 email, token = issued
-                await ctx.mailer.send(email, "Reset your Aegis password", _reset_text(ctx, token))
+                await ctx.mailer.send(
+                    email, "Reset your Aegis password", reset_mail_text(ctx, token)
+                )
         except Exception:  # never surfaces: the answer was already sent (FLT-19)
             ctx.log.exception("forgot-password background work failed")
 
@@ -412,7 +414,8 @@ async def forgot_password(request: Request) -> Response:
     )
 
 
-def _reset_text(ctx: AppContext, token: str) -> str:
+def reset_mail_text(ctx: AppContext, token: str) -> str:
+    """The body of a password-reset mail carrying ``token``."""
     minutes = ctx.settings.reset_token_ttl // 60
     base = ctx.settings.public_base_url
     # INVARIANT: links come from AEGIS_PUBLIC_BASE_URL only, never from request headers (REC-4).

@@ -35,6 +35,7 @@ from aegis.server.routes._common import (
     query_params,
     request_id,
 )
+from aegis.server.routes.auth import reset_mail_text
 from aegis.server.schemas import (
     ErrorV1,
     PasswordChangeRequestV1,
@@ -335,6 +336,92 @@ async def delete_user(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def end_my_sessions(request: Request) -> Response:
+    """Log out everywhere: every session of the caller ends, this one included (SES-5)."""
+    ctx, me = context(request), principal(request)
+    now, where, rid = ctx.clock(), address(request), request_id(request)
+
+    def end(session: Any) -> None:
+        ended = repo.revoke_user_sessions(session, me.id, now, "logout_everywhere")
+        repo.denylist_access_token(session, me.token_id, me.token_expires_at, now)
+        append_event(
+            session,
+            at=now,
+            action="logout_everywhere",
+            actor_id=me.id,
+            target_id=me.id,
+            address=where,
+            request_id=rid,
+            details={"sessions_ended": ended},
+        )
+
+    await ctx.db.run(end)
+    return Response(status_code=204)
+
+
+async def end_user_sessions(request: Request) -> Response:
+    """An administrator ends every session of a user."""
+    ctx, me = context(request), principal(request)
+    user_id = request.path_params["id"]
+    now, where, rid = ctx.clock(), address(request), request_id(request)
+
+    def end(session: Any) -> bool:
+        if session.get(User, user_id) is None:
+            return False
+        ended = repo.revoke_user_sessions(session, user_id, now, "admin_terminated")
+        append_event(
+            session,
+            at=now,
+            action="sessions_terminated",
+            actor_id=me.id,
+            target_id=user_id,
+            address=where,
+            request_id=rid,
+            details={"sessions_ended": ended},
+        )
+        return True
+
+    if not await ctx.db.run(end):
+        raise _not_found()
+    return Response(status_code=204)
+
+
+async def trigger_reset(request: Request) -> Response:
+    """An administrator sends a user a password-reset token (never sees or sets the password)."""
+    ctx, me = context(request), principal(request)
+    user_id = request.path_params["id"]
+    now, where, rid = ctx.clock(), address(request), request_id(request)
+    ttl = ctx.settings.reset_token_ttl
+
+    def issue(session: Any) -> tuple[str, str] | None:
+        user = session.get(User, user_id)
+        if user is None:
+            return None
+        token = repo.create_reset_token(session, user.id, "reset", now, ttl)
+        append_event(
+            session,
+            at=now,
+            action="password_reset_requested",
+            actor_id=me.id,
+            target_id=user.id,
+            address=where,
+            request_id=rid,
+            details={"by": "admin"},
+        )
+        return str(user.email), token
+
+    issued = await ctx.db.run(issue)
+    if issued is None:
+        raise _not_found()
+    email, token = issued
+    return Response(
+        status_code=202,
+        background=BackgroundTask(
+            ctx.mailer.send, email, "Reset your Aegis password", reset_mail_text(ctx, token)
+        ),
+    )
+
+
 def endpoints() -> list[Endpoint]:
     """The ``/api/v1/users`` endpoints."""
     err = ("error", ErrorV1)
@@ -405,6 +492,33 @@ def endpoints() -> list[Endpoint]:
             "Change a user's name, roles or state",
             request_model=UserAdminUpdateV1,
             responses={200: ("the user", UserV1), 404: err, 409: err, 422: err, **common},
+            tags=("users",),
+        ),
+        Endpoint(
+            "/api/v1/users/me/sessions",
+            "DELETE",
+            "api:me:write",
+            end_my_sessions,
+            "Log out everywhere (every session of yours ends)",
+            responses={204: ("every session ended", None), **common},
+            tags=("users",),
+        ),
+        Endpoint(
+            "/api/v1/users/{id}/sessions",
+            "DELETE",
+            "api:users:write",
+            end_user_sessions,
+            "End every session of a user",
+            responses={204: ("every session ended", None), 404: err, **common},
+            tags=("users",),
+        ),
+        Endpoint(
+            "/api/v1/users/{id}/reset-password",
+            "POST",
+            "api:users:write",
+            trigger_reset,
+            "Send a user a password-reset token",
+            responses={202: ("the user was mailed a token", None), 404: err, **common},
             tags=("users",),
         ),
         Endpoint(
