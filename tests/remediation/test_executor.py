@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aegis.actuators import (
     GuardrailConfig,
@@ -462,3 +464,84 @@ def test_an_unexpected_actuator_failure_is_recorded_unknown_without_a_traceback(
 def test_far_future_issued_at_is_invalid_not_a_crash(world: World) -> None:
     response, _ = world.send(body(issued_at=2**40))
     assert response.status_code == 422
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "request_id": st.one_of(st.text(max_size=10), _json_values),
+        "type": st.sampled_from(
+            ["restart_pod", "restart_deployment", "scale_deployment", "rollback_deployment", "x"]
+        ),
+        "namespace": st.sampled_from(["prod", "Prod", "ｐｒｏｄ", "staging", "prod\n"])
+        | _json_values,
+        "name": st.sampled_from(["api", "web", "nope", "API", "../x"]) | _json_values,
+        "params": st.fixed_dictionaries(
+            {},
+            optional={
+                "replicas": _json_values,
+                "to_revision": _json_values,
+                "grace_period_seconds": _json_values,
+            },
+        )
+        | _json_values,
+        "requested_by": _json_values,
+        "reason": _json_values,
+        "dry_run": _json_values,
+        "extra": _json_values,
+    },
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=_fields)
+def test_any_signed_body_gets_a_documented_answer_and_refusals_touch_nothing(
+    payload: dict[str, Any],
+) -> None:
+    import tempfile
+
+    from aegis.actuators import SimulatedActuator
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ExecutorStore(f"sqlite:///{tmp}/e.db")
+        cluster = SimulatedCluster.from_yaml(SEED)
+        executor = Executor(
+            verifier=RequestVerifier(
+                Keyring({"ops": SECRET}), MemoryReplayStore(), clock=lambda: NOW
+            ),
+            guardrails=Guardrails(
+                GuardrailConfig(allowed_namespaces=frozenset({"prod"})), clock=lambda: NOW
+            ),
+            engine=PolicyEngine.from_texts({"executor.aegis": POLICY}),
+            actuator=SimulatedActuator(cluster),
+            store=store,
+            outbox=Outbox(Path(tmp) / "o.jsonl"),
+            principals={"ops": {"roles": ["remediator"]}},
+            clock=lambda: NOW,
+        )
+        before = cluster.snapshot()
+        raw = json.dumps(payload).encode()
+        headers = sign_request(
+            "POST", "/v1/actions", body=raw, key_id="ops", secret=SECRET, timestamp=int(NOW)
+        )
+        response = executor.submit(
+            method="POST", path="/v1/actions", query="", headers=headers, body=raw
+        )
+        store.close()
+    assert response.status_code in {200, 403, 422}
+    if response.status_code == 200:
+        assert response.body["status"] in {"succeeded", "failed", "dry_run"}
+    else:
+        assert cluster.snapshot() == before
+        assert set(response.body["error"]) >= {"code", "message"}
