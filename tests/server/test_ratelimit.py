@@ -161,3 +161,44 @@ def test_BF1_address_brake_spares_accounts_known_there(make_env: Any) -> None:
         env.login(f"sprayed{i}@example.com", "spray password")
     assert env.login("regular@example.com").status_code == 200  # worked here before
     assert env.login("newcomer@example.com").status_code == 429  # never logged in from here
+
+
+def test_FLT05_RL4_silent_redis_times_out_and_trips_the_breaker(make_env: Any) -> None:
+    import socket
+    import threading
+
+    # a "Redis" that accepts connections and never answers (blackhole)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                held.append(conn)
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        port = server.getsockname()[1]
+        env = make_env(redis_url=f"redis://127.0.0.1:{port}/0")
+        started = time.perf_counter()
+        codes = [env.client.get("/api/v1/health/ping").status_code for _ in range(10)]
+        elapsed = time.perf_counter() - started
+        assert codes == [200] * 10
+        # one timed-out call (≤ 200 ms op timeout), then the breaker skips Redis
+        assert elapsed < 3.0, elapsed
+        registry = env.app.state.aegis.metrics.registry
+        assert registry.get_sample_value("ratelimit_fail_open_total") >= 10
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
