@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from aegis import _plugins
 from aegis.engine.cache import DecisionCache, cache_key, encode_decision, project
@@ -139,7 +141,9 @@ def test_breaker_closes_again_when_redis_answers(
     redis_url: str, redis_prefix: str, raw: redis.Redis
 ) -> None:
     now = [0.0]
-    broken = redis.Redis(port=_closed_port(), socket_connect_timeout=0.1)
+    broken = redis.Redis(
+        port=_closed_port(), socket_connect_timeout=0.1, retry=Retry(NoBackoff(), 0)
+    )
     cache = RedisDecisionCache(
         prefix=redis_prefix, client=broken, failure_threshold=1, clock=lambda: now[0]
     )
