@@ -545,3 +545,22 @@ def test_any_signed_body_gets_a_documented_answer_and_refusals_touch_nothing(
     else:
         assert cluster.snapshot() == before
         assert set(response.body["error"]) >= {"code", "message"}
+
+
+@pytest.mark.postgres
+def test_pipeline_on_postgresql(postgres_schema: str, tmp_path: Path) -> None:
+    store = ExecutorStore(postgres_schema)
+    with FakeKubernetesAPI(SimulatedCluster.from_yaml(SEED)) as fake:
+        world = World(_executor(store, fake, tmp_path), fake, store, tmp_path)
+        first, request = world.send(body())
+        assert first.status_code == 200 and first.body["status"] == "succeeded"
+        assert (
+            _executor(store, fake, tmp_path).submit(**request).status_code == 409
+        )  # nonce in the DB
+        assert (
+            world.send(body(request_id="r-2", name="web", dry_run=True))[0].body["status"]
+            == "dry_run"
+        )
+        assert store.report()["totals"] == {"succeeded": 1, "dry_run": 1}
+        assert _executor(store, fake, tmp_path).start() == []
+    store.close()
