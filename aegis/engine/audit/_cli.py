@@ -7,6 +7,8 @@ namespace carries ``handler`` (a function of the namespace returning the exit co
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -119,6 +121,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         metavar="FILE",
         help="head anchor file (AUD-3): also detects records removed from the tail",
     )
+    verify.add_argument(
+        "--json", action="store_true", help="print one JSON object per chain instead of text"
+    )
     verify.set_defaults(handler=run_verify)
     return audit  # type: ignore[no-any-return]
 
@@ -160,13 +165,14 @@ def run_verify(
     except AegisError as exc:
         print(f"aegis audit verify: error: {exc}", file=err)
         return 2
-    failed = 0
+    failed = sum(not r.ok for r in results.values())
+    if getattr(args, "json", False):
+        for chain, result in sorted(results.items()):
+            print(json.dumps({**dataclasses.asdict(result), "chain": chain}), file=out)
+        return 1 if failed else 0
     for chain, result in sorted(results.items()):
-        if result.ok:
-            print(_describe_ok(chain, result), file=out)
-        else:
-            failed += 1
-            print(_describe_bad(chain, result), file=out)
+        describe = _describe_ok if result.ok else _describe_bad
+        print(describe(chain, result), file=out)
     if not results:
         print("ok: no audit chains stored", file=out)
     if failed:

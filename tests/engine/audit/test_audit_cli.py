@@ -234,3 +234,21 @@ def test_LOG1_urls_in_errors_never_show_a_password() -> None:
         code, out, err = call("audit", "verify", "--db", url)
         assert code == 2
         assert "s3cretpw" not in err + out
+
+
+def test_verify_json_output_for_scripts(tmp_path: Path, records: Records) -> None:
+    import json
+
+    path = tmp_path / "a.jsonl"
+    with JsonlAuditSink(path) as sink:
+        sink.append(records(3))
+    code, out, _ = call("audit", "verify", "--jsonl", str(path), "--json")
+    assert code == 0
+    assert json.loads(out)["ok"] is True
+    content = path.read_text().splitlines(keepends=True)
+    path.write_text(content[0] + content[2])
+    code, out, _ = call("audit", "verify", "--jsonl", str(path), "--json")
+    result = json.loads(out)
+    assert code == 1
+    assert (result["ok"], result["first_bad_seq"], result["problem"]) == (False, 2, "deleted")
+    assert result["head"] == {"seq": 1, "hash": json.loads(content[0])["hash"]}
