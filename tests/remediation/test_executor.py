@@ -564,3 +564,64 @@ def test_pipeline_on_postgresql(postgres_schema: str, tmp_path: Path) -> None:
         assert store.report()["totals"] == {"succeeded": 1, "dry_run": 1}
         assert _executor(store, fake, tmp_path).start() == []
     store.close()
+
+
+@pytest.mark.postgres
+def test_concurrent_requests_on_one_target_act_once(postgres_schema: str, tmp_path: Path) -> None:
+    import threading
+
+    from aegis.actuators import SimulatedActuator, SqlGuardrailStore
+
+    store = ExecutorStore(postgres_schema)
+    guard = SqlGuardrailStore(store.engine)
+    cluster = SimulatedCluster.from_yaml(SEED)
+
+    def make() -> Executor:
+        return Executor(
+            verifier=RequestVerifier(
+                Keyring({"ops": SECRET}), MemoryReplayStore(), clock=lambda: NOW
+            ),
+            guardrails=Guardrails(
+                GuardrailConfig(allowed_namespaces=frozenset({"prod"})), guard, clock=lambda: NOW
+            ),
+            engine=PolicyEngine.from_texts({"executor.aegis": POLICY}),
+            actuator=SimulatedActuator(cluster),
+            store=store,
+            outbox=Outbox(tmp_path / "o.jsonl"),
+            principals={"ops": {"roles": ["remediator"]}},
+            clock=lambda: NOW,
+        )
+
+    replicas = [make() for _ in range(6)]  # six executor replicas sharing the database
+    barrier = threading.Barrier(6)
+    codes: list[tuple[int, str]] = []
+
+    def worker(i: int) -> None:
+        raw = json.dumps(body(request_id=f"req-{i}")).encode()
+        headers = sign_request(
+            "POST",
+            "/v1/actions",
+            body=raw,
+            key_id="ops",
+            secret=SECRET,
+            timestamp=int(NOW),
+            nonce=f"concurrent-nonce-{i:04d}",
+        )
+        barrier.wait()
+        r = replicas[i].submit(
+            method="POST", path="/v1/actions", query="", headers=headers, body=raw
+        )
+        codes.append((r.status_code, r.body.get("status") or r.body["error"].get("reason", "")))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(codes).count((200, "succeeded")) == 1, codes
+    assert all(
+        code == 403 and reason in {"in_flight", "cooldown"} for code, reason in codes if code != 200
+    )
+    restarts = [d for d in cluster.objects("Deployment", "prod") if d["metadata"]["name"] == "api"]
+    assert restarts[0]["metadata"]["generation"] == 3  # seed (2) + exactly one restart
+    store.close()
