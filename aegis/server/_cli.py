@@ -9,10 +9,12 @@ the variable, never its value (JWT-5, FLT-20).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import secrets
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,32 @@ def _settings() -> Any:
     return Settings.from_env()
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (LOG-2); the server's own events are JSON already and merged."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        try:
+            payload = json.loads(message)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            payload = {"message": message}
+        payload.setdefault("at", datetime.fromtimestamp(record.created, tz=UTC).isoformat())
+        payload["level"] = record.levelname.lower()
+        payload["logger"] = record.name
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, sort_keys=True, default=str, ensure_ascii=True)
+
+
 def _setup_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
@@ -52,7 +77,17 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     # proxy_headers=False: the client address comes from the socket unless the peer is one of
     # AEGIS_TRUSTED_PROXIES, which the server itself decides (BF-3).
-    uvicorn.run(app, host=args.host, port=args.port, proxy_headers=False, server_header=False)
+    # log_config=None: uvicorn's records go through our JSON handler; our middleware already
+    # writes one access line per request, so uvicorn's own access log is off.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        proxy_headers=False,
+        server_header=False,
+        log_config=None,
+        access_log=False,
+    )
     return 0
 
 

@@ -314,3 +314,31 @@ def test_local_setup_commands(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, ca
         ["admin", "create", "--email", "x@y.dev", "--generate-password", "--password-stdin"]
     )
     assert both.handler(both) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AEGIS_DATABASE_URL", "not a url"),
+        ("AEGIS_DATABASE_URL", "mysql://x/y"),
+        ("AEGIS_REDIS_URL", "http://x"),
+    ],
+)
+def test_bad_storage_urls_name_the_setting(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        Settings.from_env({"AEGIS_JWT_SECRET": "s" * 32, name: value})
+
+
+def test_cli_logs_are_json_lines() -> None:
+    import logging
+
+    from aegis.server._cli import JsonFormatter
+
+    record = logging.LogRecord("aegis.server", logging.INFO, __file__, 1, "plain\r\ntext", (), None)
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    assert json.loads(line)["message"] == "plain\r\ntext"
+    merged = logging.LogRecord(
+        "aegis.server", logging.INFO, __file__, 1, '{"event": "x"}', (), None
+    )
+    assert json.loads(JsonFormatter().format(merged))["event"] == "x"
