@@ -231,7 +231,6 @@ def _make_engine(
         try:
             return sa.create_engine(
                 u,
-                pool_pre_ping=True,
                 pool_size=2,
                 max_overflow=4,
                 connect_args={"connect_timeout": 5},
@@ -480,28 +479,14 @@ class SqlAuditSink(BatchingSink):
         _check(record)
 
     def _write(self, records: Sequence[AuditRecordV1]) -> list[AuditRecordV1]:
-        out: list[AuditRecordV1 | None] = [None] * len(records)
-        groups = group_by_chain(records)
         try:
-            with self._engine.begin() as conn:
-                rows: list[tuple[Any, ...]] = []
-                for chain in sorted(groups):
-                    check_chain_name(chain)
-                    if self.dialect == "postgresql":
-                        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(chain))))
-                    head = self._head(conn, chain)
-                    idx = groups[chain]
-                    sealed, _ = seal([records[i] for i in idx], head)
-                    for i, rec in zip(idx, sealed, strict=True):
-                        out[i] = rec
-                        rows.append(_row_for(rec, self.dialect))
-                if self.dialect == "postgresql":  # one round trip for the whole batch
-                    flat = tuple(v for row in rows for v in row)
-                    conn.exec_driver_sql(_insert_sql("format", len(rows)), flat)
-                else:  # driver-level executemany: a Core insert() costs ~10x more per row
-                    conn.exec_driver_sql(self._insert, rows)
-                heads = {r.chain: (r.chain, r.seq, r.hash) for r in out if r is not None}
-                conn.exec_driver_sql(self._head_upsert, list(heads.values()))
+            try:
+                return self._transaction(records)
+            except sa.exc.DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                # a pooled connection died (database restarted): one retry on a fresh one
+                return self._transaction(records)
         except sa.exc.IntegrityError as exc:  # a repeated id: retrying cannot help
             raise RecordRejected(
                 f"audit write to `{_safe_url(self.url)}` refused: {_describe(exc)}"
@@ -510,6 +495,32 @@ class SqlAuditSink(BatchingSink):
             raise AuditError(
                 f"audit write to `{_safe_url(self.url)}` failed: {_describe(exc)}"
             ) from exc
+
+    def _transaction(self, records: Sequence[AuditRecordV1]) -> list[AuditRecordV1]:
+        # Driver-level statements throughout: compiling Core constructs per batch costs as
+        # much as the database work on this hot path.
+        out: list[AuditRecordV1 | None] = [None] * len(records)
+        groups = group_by_chain(records)
+        postgres = self.dialect == "postgresql"
+        with self._engine.begin() as conn:
+            rows: list[tuple[Any, ...]] = []
+            for chain in sorted(groups):  # INVARIANT: sorted, so two writers never deadlock
+                check_chain_name(chain)
+                if postgres:
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_lock_key(chain),))
+                head = self._head(conn, chain)
+                idx = groups[chain]
+                sealed, _ = seal([records[i] for i in idx], head)
+                for i, rec in zip(idx, sealed, strict=True):
+                    out[i] = rec
+                    rows.append(_row_for(rec, self.dialect))
+            if postgres:  # one multi-row INSERT: one round trip for the whole batch
+                flat = tuple(v for row in rows for v in row)
+                conn.exec_driver_sql(_insert_sql("format", len(rows)), flat)
+            else:  # sqlite3's executemany runs in-process
+                conn.exec_driver_sql(self._insert, rows)
+            heads = list({r.chain: (r.chain, r.seq, r.hash) for r in out if r is not None}.values())
+            conn.exec_driver_sql(self._head_upsert, heads[0] if len(heads) == 1 else heads)
         return [r for r in out if r is not None]
 
     def _stored_ids(self, records: Sequence[AuditRecordV1]) -> set[str]:

@@ -322,3 +322,20 @@ def test_async_sink_not_closed_is_flushed_at_interpreter_exit(tmp_path: Path) ->
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     result = verify_jsonl(path)
     assert (result.ok, result.checked) == (True, 200)
+
+
+def test_sync_append_after_a_database_restart_reconnects(
+    proxied_postgres: tuple[str, FaultProxy], records: Records
+) -> None:
+    url, proxy = proxied_postgres
+    with SqlAuditSink(url) as sink:
+        sink.append(records(2))
+        proxy.down()  # every pooled connection dies, as in a restart
+        with pytest.raises(AuditError, match="audit write"):
+            sink.append(records(1, start=2))
+        proxy.up()
+        assert sink.append(records(1, start=3))[0].seq == 3
+        proxy.down()
+        proxy.up()  # back before the next append: the dead pooled connection is retried
+        assert sink.append(records(1, start=4))[0].seq == 4
+    assert verify_database(url)["decisions"].ok
