@@ -23,10 +23,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from aegis.engine._combine import Outcome, RuleResult, combine
 from aegis.engine._index import RuleIndex, build_index, canonical_key, number_of
@@ -109,12 +110,10 @@ def _path_reader(path: ast.Path, zone: str) -> Fn:
     keys = path.keys
     if path.root == "time":
         if not keys:
-            return lambda ctx: ctx[4](zone)
-        first, rest = keys[0], keys[1:]
-        if not rest:
-            return lambda ctx: ctx[4](zone).get(first, MISSING)
-        # time's attributes are scalars: a path through one is missing
-        return lambda ctx: MISSING
+            return lambda ctx: time_view(ctx[4].instant, zone)
+        if len(keys) > 1:
+            return lambda ctx: MISSING  # time's attributes are scalars: nothing below them
+        return _time_reader(keys[0], zone)
     slot = _ROOT_INDEX[path.root]
     if not keys:
         return lambda ctx: ctx[slot]
@@ -146,6 +145,60 @@ def _path_reader(path: ast.Path, zone: str) -> Fn:
         return value
 
     return read
+
+
+class _Clock:
+    """The request's instant and, once asked, its local time per zone (spec §4 `time`)."""
+
+    __slots__ = ("_locals", "instant")
+
+    def __init__(self, instant: datetime) -> None:
+        self.instant = instant
+        self._locals: dict[str, datetime] = {}
+
+    def __call__(self, zone: str) -> datetime:
+        local = self._locals.get(zone)
+        if local is None:
+            local = self.instant if zone == "UTC" else self.instant.astimezone(_zone(zone))
+            self._locals[zone] = local
+        return local
+
+    def view(self, zone: str) -> Mapping[str, Any]:
+        """The whole ``time`` object (for cache keys)."""
+        return time_view(self.instant, zone)
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+_WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _epoch(instant: datetime) -> int:
+    delta = instant - _EPOCH
+    return delta.days * 86400 + delta.seconds  # floor: fractions dropped, as the reference
+
+
+def _time_reader(name: str, zone: str) -> Fn:
+    """``time.<name>`` seen in ``zone``: the fields of the reference's ``time_view``."""
+    if name in ("year", "month", "day", "hour", "minute"):
+        return lambda ctx: getattr(ctx[4](zone), name)
+    if name == "weekday":
+        return lambda ctx: _WEEKDAYS[ctx[4](zone).weekday()]
+    if name == "date":
+        return lambda ctx: _date(ctx[4](zone))
+    if name == "clock":
+        return lambda ctx: f"{ctx[4](zone).hour:02d}:{ctx[4](zone).minute:02d}"
+    if name == "epoch":
+        return lambda ctx: _epoch(ctx[4].instant)
+    return lambda ctx: MISSING
+
+
+def _date(local: datetime) -> str:
+    return f"{local.year:04d}-{local.month:02d}-{local.day:02d}"
 
 
 # --------------------------------------------------------------------------- expressions
@@ -467,18 +520,6 @@ def _cached_time(value: str | int) -> datetime:
     return parse_time(value)
 
 
-@lru_cache(maxsize=4096)
-def _cached_view(instant: datetime, zone: str) -> Mapping[str, Any]:
-    return time_view(instant, zone)
-
-
-@lru_cache(maxsize=8192)
-def _view_of_raw(raw: str | int, zone: str) -> Mapping[str, Any]:
-    # keyed on the request's own text: hashing a string is cached, hashing an aware
-    # datetime computes its offset every time
-    return _cached_view(_cached_time(raw), zone)
-
-
 def prepare_request(data: Any, now: datetime | None) -> Ctx:
     """Validate a request (spec §4) cheaply and give the closures' view of it.
 
@@ -495,23 +536,17 @@ def prepare_request(data: Any, now: datetime | None) -> Ctx:
         and type(data.get("context", {})) is dict
         and _plain_json(data)
     ):
-        clock = _check_now(now)
         context = data.get("context", {})
         raw = context.get("time")
-        view: Callable[[str], Mapping[str, Any]]
+        if now is not None:
+            _check_now(now)  # validated whether or not the request carries its time
         if type(raw) is str or type(raw) is int:
-            _cached_time(raw)  # validates (spec §4), whether or not a rule reads `time`
-
-            def view(zone: str, raw: str | int = raw) -> Mapping[str, Any]:
-                return _view_of_raw(raw, zone)
-
+            instant = _cached_time(raw)  # validated whether or not a rule reads `time`
+        elif "time" in context:
+            instant = parse_time(raw)
         else:
-            instant = parse_time(raw) if "time" in context else clock
-
-            def view(zone: str, instant: datetime = instant) -> Mapping[str, Any]:
-                return _cached_view(instant, zone)
-
-        return (data["principal"], data["action"], data["resource"], context, view)
+            instant = _check_now(now)
+        return (data["principal"], data["action"], data["resource"], context, _Clock(instant))
     return _ctx_of(parse_request(data, now))
 
 
@@ -521,7 +556,7 @@ def _ctx_of(request: Request) -> Ctx:
         request.action,
         request.resource,
         request.context,
-        request.time_view,
+        _Clock(request.instant),
     )
 
 
@@ -554,13 +589,16 @@ class CompiledPolicySet:
             ``("resource", "labels", "app")``, and ``("time", zone, field)`` for time fields.
     """
 
-    __slots__ = ("_default_deny", "_index", "_rules", "policy_set", "reads")
+    __slots__ = ("_decisions", "_default_deny", "_index", "_rules", "policy_set", "reads")
 
     def __init__(self, policy_set: PolicySet) -> None:
         self.policy_set = policy_set
         self._rules = tuple(_CompiledRule(rule, _compile_rule(rule)) for rule in policy_set.rules)
         self._index: RuleIndex = build_index(policy_set.rules, _path_reader)
         self._default_deny = combine((), policy_set.version)  # §6.3, when nothing matches
+        # Decisions are immutable and determined by which rules matched (when none errored):
+        # requests matching the same rules share one Decision object.
+        self._decisions: dict[tuple[int, ...], Decision] = {}
         reads: set[tuple[str, ...]] = set()
         for rule in policy_set.rules:
             reads |= _reads(rule)
@@ -590,23 +628,44 @@ class CompiledPolicySet:
         (from the reference interpreter).
         """
         rules = self._rules
-        results: list[RuleResult] = []
-        reference: Request | None = None
+        matched: list[int] = []
+        erred = False
         for position in self._index.candidates(ctx):
-            compiled = rules[position]
-            outcome = compiled.test(ctx)
-            if outcome is False:
-                continue
-            rule = compiled.rule
+            outcome = rules[position].test(ctx)
             if outcome is True:
-                results.append(RuleResult(rule.name, rule.effect, Outcome.MATCH, rule.reason))
-                continue
-            if reference is None:
-                reference = parse_request(request, now)
-            results.append(evaluate_rule(rule, reference))
-        if not results:
+                matched.append(position)
+            elif outcome is not False:
+                erred = True
+                matched.append(position)
+        if not matched:
             return self._default_deny
+        if not erred:
+            key = tuple(matched)
+            decision = self._decisions.get(key)
+            if decision is None:
+                decision = combine(
+                    [_matched(rules[p].rule) for p in matched], self.policy_set.version
+                )
+                if len(self._decisions) < _MEMO_SIZE:
+                    self._decisions[key] = decision
+            return decision
+        # Some rule errored: the reference interpreter gives every erring rule its message.
+        reference = parse_request(request, now)
+        results: list[RuleResult] = []
+        for position in matched:
+            compiled = rules[position]
+            if compiled.test(ctx) is True:
+                results.append(_matched(compiled.rule))
+            else:
+                results.append(evaluate_rule(compiled.rule, reference))
         return combine(results, self.policy_set.version)
+
+
+_MEMO_SIZE: Final = 4096
+
+
+def _matched(rule: ast.Rule) -> RuleResult:
+    return RuleResult(rule.name, rule.effect, Outcome.MATCH, rule.reason)
 
 
 def compile_policy_set(policy_set: PolicySet) -> CompiledPolicySet:

@@ -322,7 +322,7 @@ class PolicyEngine:
         assert self._cache is not None
         assert self._keys is not None
         parts = {"principal": ctx[0], "action": ctx[1], "resource": ctx[2], "context": ctx[3]}
-        key = self._keys.key(self.version, parts, time_view=ctx[4])
+        key = self._keys.key(self.version, parts, time_view=ctx[4].view)
         try:
             stored = self._cache.get(key)
             if stored is not None:
