@@ -113,6 +113,7 @@ class JsonlAuditSink(BatchingSink):
         if not lines:
             self.chain = self.chain or "decisions"
             self._head = ChainHead()
+            self._check_head_file()
             return
         try:
             recs = [AuditRecordV1.from_json(line.decode("utf-8")) for _, line in lines]
@@ -137,6 +138,29 @@ class JsonlAuditSink(BatchingSink):
         assert last.seq is not None
         assert last.hash is not None
         self._head = ChainHead(last.seq, last.hash)
+        self._check_head_file()
+
+    def _check_head_file(self) -> None:
+        """Refuse a file cut or rewritten behind our back (its head file is ahead of it).
+
+        The head file may lag (it is not fsynced) but never runs ahead of durable records.
+        """
+        if self._head_path is None:
+            return
+        try:
+            stored = _read_head_file(self._head_path)
+        except AuditError as exc:
+            raise AuditIntegrityError(f"{exc}: refusing to append") from exc
+        if stored is None or stored[0] != self.chain:
+            return
+        recorded = stored[1]
+        if recorded.seq > self._head.seq or (
+            recorded.seq == self._head.seq and recorded.hash != self._head.hash
+        ):
+            raise AuditIntegrityError(
+                f"audit file `{self.path}` ends at seq {self._head.seq} but its head file "
+                f"records seq {recorded.seq}: the tail was cut or rewritten; refusing to append"
+            )
 
     def _validate(self, record: AuditRecordV1) -> None:
         if record.chain != self.chain:

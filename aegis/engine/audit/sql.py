@@ -32,7 +32,7 @@ from aegis.engine.audit._record import (
     group_by_chain,
     redact_url,
 )
-from aegis.engine.errors import AuditError
+from aegis.engine.errors import AuditError, AuditIntegrityError
 from aegis.errors import MissingDependencyError
 
 try:
@@ -396,6 +396,13 @@ class SqlAuditSink(BatchingSink):
             f"SELECT seq, hash FROM {TABLE_NAME} WHERE chain = {mark} "  # noqa: S608 - constants
             f"ORDER BY seq DESC LIMIT 1"
         )
+        # the last record and the recorded head in one round trip (constants only)
+        last = f"FROM {TABLE_NAME} WHERE chain = {mark} ORDER BY seq DESC LIMIT 1"
+        recorded = f"FROM {HEADS_TABLE_NAME} WHERE chain = {mark}"
+        self._heads_sql = (
+            f"SELECT (SELECT seq {last}), (SELECT hash {last}), "
+            f"(SELECT seq {recorded}), (SELECT hash {recorded})"
+        )
         if mode == "async" and spill_path is None:
             spill_path = _default_spill(self.url)
         try:
@@ -475,6 +482,24 @@ class SqlAuditSink(BatchingSink):
         last = conn.exec_driver_sql(self._head_sql, (chain,)).first()
         return ChainHead(int(last[0]), str(last[1])) if last else ChainHead()
 
+    def _checked_head(self, conn: sa.Connection, chain: str) -> ChainHead:
+        """The chain's last record, refusing a chain cut or rewritten behind our back.
+
+        Raises:
+            AuditIntegrityError: the recorded head is not the last record (someone deleted
+                or replaced the tail); appending would bury the evidence.
+        """
+        row = conn.exec_driver_sql(self._heads_sql, (chain,) * 4).first()
+        assert row is not None
+        last = ChainHead(int(row[0]), str(row[1])) if row[0] is not None else ChainHead()
+        if row[2] is not None and (int(row[2]), str(row[3])) != (last.seq, last.hash):
+            raise AuditIntegrityError(
+                f"audit chain `{chain}` ends at seq {last.seq} but its recorded head is seq "
+                f"{row[2]}: the tail was cut or rewritten; refusing to append (run `aegis "
+                f"audit verify`)"
+            )
+        return last
+
     def _validate(self, record: AuditRecordV1) -> None:
         _check(record)
 
@@ -508,7 +533,7 @@ class SqlAuditSink(BatchingSink):
                 check_chain_name(chain)
                 if postgres:
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_lock_key(chain),))
-                head = self._head(conn, chain)
+                head = self._checked_head(conn, chain)
                 idx = groups[chain]
                 sealed, _ = seal([records[i] for i in idx], head)
                 for i, rec in zip(idx, sealed, strict=True):

@@ -255,3 +255,24 @@ def test_AUD2_any_line_tampering_is_detected(
     assert result.first_bad_seq is not None
     # the first bad seq is at, or (for a duplicated neighbour) just before, the tampered line
     assert result.first_bad_seq <= (min(i, j) if op == "swap" else i) + 1
+
+
+def test_AUD2_reopening_a_file_cut_behind_its_head_file_is_refused(
+    audit_file: Path, records: Records
+) -> None:
+    content = lines(audit_file)
+    write(audit_file, content[:-1])
+    with pytest.raises(AuditIntegrityError, match="tail was cut or rewritten"):
+        JsonlAuditSink(audit_file)
+    write(audit_file, [])
+    with pytest.raises(AuditIntegrityError):
+        JsonlAuditSink(audit_file)
+
+
+def test_a_lagging_head_file_is_accepted(audit_file: Path, records: Records) -> None:
+    head = audit_file.with_name(audit_file.name + ".head")
+    first = AuditRecordV1.from_json(lines(audit_file)[0])
+    head.write_text(json.dumps({"chain": "decisions", "seq": 1, "hash": first.hash}) + "\n")
+    with JsonlAuditSink(audit_file) as sink:  # after a crash the head file may lag
+        assert sink.append(records(1))[0].seq == 7
+    assert verify_jsonl(audit_file).ok

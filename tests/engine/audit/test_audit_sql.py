@@ -20,7 +20,7 @@ from aegis.engine.audit.sql import (
     schema_ddl,
     verify_database,
 )
-from aegis.engine.errors import AuditError
+from aegis.engine.errors import AuditError, AuditIntegrityError
 
 Records = Callable[..., list[AuditRecordV1]]
 
@@ -454,3 +454,15 @@ def test_AUD2_row_moved_to_another_chain_is_named_in_both(
     results = verify_database(sink.url)
     assert (results["decisions"].problem, results["decisions"].first_bad_seq) == ("deleted", 3)
     assert (results["elsewhere"].ok, results["elsewhere"].problem) == (False, "changed")
+
+
+def test_AUD2_appending_after_the_tail_was_cut_is_refused(
+    sink: SqlAuditSink, admin: sa.Engine, records: Records
+) -> None:
+    sink.append(records(4))
+    drop_triggers(admin)
+    run(admin, f"DELETE FROM {TABLE_NAME} WHERE seq = 4")
+    with pytest.raises(AuditIntegrityError, match="tail was cut or rewritten"):
+        sink.append(records(1, start=4))  # would otherwise re-use seq 4 and bury the evidence
+    result = verify_database(sink.url)["decisions"]
+    assert (result.problem, result.first_bad_seq) == ("truncated", 4)
