@@ -70,6 +70,7 @@ __all__ = [
     "UNGUARDED_OPTIONAL",
     "UNKNOWN_ACTION",
     "UNKNOWN_ATTRIBUTE",
+    "PolicySource",
     "validate",
 ]
 
@@ -183,7 +184,8 @@ def _literal_type(literal: StringLit | NumberLit | BoolLit) -> SchemaType:
         case BoolLit():
             return BOOL
         case NumberLit(value=value):
-            return INT if value == value.to_integral_value() else DECIMAL
+            exponent = value.as_tuple().exponent
+            return INT if isinstance(exponent, int) and exponent >= 0 else DECIMAL
 
 
 def _is_action(expr: Expr) -> bool:
