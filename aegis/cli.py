@@ -44,7 +44,7 @@ _PLUGGED = (
     ("aegis.engine.audit._cli", "register"),
     ("aegis.detectors._cli", "register"),
     ("aegis.server._cli", "register"),
-    ("aegis.remediation._cli", "register"),
+    ("aegis.server.executor._cli", "register"),
 )
 
 

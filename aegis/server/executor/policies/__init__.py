@@ -1,0 +1,1 @@
+"""The built-in executor policy set (``*.aegis`` files) used when no ``--policies`` is given."""
