@@ -500,13 +500,13 @@ class BatchingSink:
             AuditError: the store still fails (the spill file is kept).
         """
         assert self._spill is not None
-        records = self._spill.read()
+        records, replayed = self._spill.read()
         for start in range(0, len(records), self._max_batch):
             chunk = records[start : start + self._max_batch]
             stored = self._stored_ids(chunk)
             todo = [r for r in chunk if r.id not in stored]
             if todo:
                 self._write_isolating(todo)
-        self._spill.clear()
+        self._spill.clear(replayed)
         if records:
             _log.info("audit spill replayed: %d records", len(records))

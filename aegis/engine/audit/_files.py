@@ -158,6 +158,9 @@ class SpillFile:
             fd = _open_append(self.path)
             try:
                 with locked(fd):
+                    size = os.fstat(fd).st_size
+                    if size and os.pread(fd, 1, size - 1) != b"\n":
+                        data = b"\n" + data  # end a torn line left by a crash, alone
                     append_durably(fd, data)
             finally:
                 os.close(fd)
@@ -166,32 +169,64 @@ class SpillFile:
                 f"cannot write audit spill file `{self.path}`: {exc.strerror}"
             ) from exc
 
-    def read(self) -> list[AuditRecordV1]:
-        """Every spilled record, oldest first.
+    def read(self) -> tuple[list[AuditRecordV1], bytes]:
+        """Every complete spilled record, oldest first, and the bytes they were read from.
+
+        Pass the bytes to :meth:`clear`: records another process appended meanwhile are
+        kept. A line that is not a record (the remains of a torn write) is skipped with an
+        error log.
 
         Raises:
-            AuditError: the file cannot be read, or a complete line is not a record.
+            AuditError: the file cannot be read.
         """
         try:
-            data = self.path.read_bytes()
+            fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
-            return []
+            return [], b""
         except OSError as exc:
             raise AuditError(f"cannot read audit spill file `{self.path}`: {exc.strerror}") from exc
-        lines = data.split(b"\n")
-        if lines and lines[-1]:
-            _log.warning("audit spill file %s ends with a torn line; it is ignored", self.path)
-        return [AuditRecordV1.from_json(line.decode("utf-8")) for line in lines[:-1] if line]
+        try:
+            with locked(fd):
+                size = os.fstat(fd).st_size
+                data = os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+        consumed = data.rfind(b"\n") + 1
+        records: list[AuditRecordV1] = []
+        offset = 0
+        for line in data[:consumed].split(b"\n")[:-1]:
+            try:
+                if line:
+                    records.append(AuditRecordV1.from_json(line.decode("utf-8")))
+            except (AuditError, UnicodeDecodeError):
+                _log.error(
+                    "audit spill file %s: skipping a damaged line at byte %d", self.path, offset
+                )
+            offset += len(line) + 1
+        return records, data[:consumed]
 
-    def clear(self) -> None:
-        """Empty the file after its records were committed to the store."""
+    def clear(self, replayed: bytes) -> None:
+        """Drop ``replayed`` (what :meth:`read` returned, now stored) from the file's start.
+
+        Bytes appended since are kept. If the file no longer starts with ``replayed``
+        (another process replayed it first) nothing is dropped: a later replay skips
+        records already stored, by id.
+        """
+        if not replayed:
+            return
         try:
             fd = os.open(self.path, os.O_RDWR)
         except FileNotFoundError:
             return
         try:
             with locked(fd):
+                size = os.fstat(fd).st_size
+                if size < len(replayed) or os.pread(fd, len(replayed), 0) != replayed:
+                    return
+                rest = os.pread(fd, size - len(replayed), len(replayed))
                 os.ftruncate(fd, 0)
+                if rest:
+                    os.pwrite(fd, rest, 0)
                 os.fsync(fd)
         finally:
             os.close(fd)
