@@ -67,6 +67,16 @@ _BODY_FIELDS = frozenset(
 )
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A repeated key would let two readers of the signed bytes see two different actions.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError("duplicate key")
+        out[key] = value
+    return out
+
+
 @dataclass(frozen=True)
 class ExecutorResponse:
     """What the HTTP shell sends back.
@@ -189,8 +199,8 @@ class Executor:
         verified = verified_or_response
         # -- parse and validate (K8S-1 before K8S-2: a look-alike namespace is a scope refusal)
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            data = json.loads(body, object_pairs_hook=_unique_keys)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             self._event("invalid", "malformed_json", "body is not JSON", key_id=verified.key_id)
             return _error(422, InvalidActionError.code, "the body must be a JSON object")
         if not isinstance(data, dict):
