@@ -30,7 +30,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from aegis.engine._combine import Outcome, RuleResult, combine
-from aegis.engine._index import RuleIndex, build_index, canonical_key, number_of
+from aegis.engine._index import RuleIndex, build_index, canonical_key, conjuncts, number_of
 from aegis.engine._reference import evaluate_rule
 from aegis.engine._values import MISSING, glob_match
 from aegis.engine.decision import Decision
@@ -334,8 +334,10 @@ def _compile_compare(expr: ast.Compare, zone: str) -> Fn:
         literal_side = None
     if literal_side is not None:
         key = canonical_key(literal_side.value)
-        read = _operand(other, zone)
         want = op == "=="
+        if isinstance(literal_side, ast.StringLit) and isinstance(other, ast.Path):
+            return _compare_path_string(_path_reader(other, zone), literal_side.value, want)
+        read = _operand(other, zone)
 
         def compare_literal(ctx: Ctx) -> Any:
             value = read(ctx)
@@ -367,6 +369,20 @@ def _compile_compare(expr: ast.Compare, zone: str) -> Fn:
     return order
 
 
+def _compare_path_string(read: Fn, text: str, want: bool) -> Fn:
+    """``path == "text"`` / ``!=``: the commonest condition, without a conversion."""
+
+    def compare(ctx: Ctx) -> Any:
+        value = read(ctx)
+        if type(value) is str:
+            return (value == text) is want
+        if value is MISSING:
+            return ERR
+        return (canonical_key(value) == text) is want  # str subclasses; others never equal
+
+    return compare
+
+
 _ORDER: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b,
@@ -382,8 +398,17 @@ def _both(a: Any, b: Any, test: Callable[[Any, Any], bool]) -> Any:
 
 
 def _compile_membership(expr: ast.Membership, zone: str) -> Fn:
-    item = _operand(expr.item, zone)
-    container = expr.container
+    """``item in container`` before any ``not`` (§5)."""
+    special = _membership_fast(expr.item, expr.container, zone)
+    if special is not None:
+        return special
+    return _membership_generic(expr.item, expr.container, zone)
+
+
+def _membership_generic(
+    item_expr: ast.Expr, container: ast.ListLit | ast.RangeLit | ast.Path, zone: str
+) -> Fn:
+    item = _operand(item_expr, zone)
     if isinstance(container, ast.ListLit):
         keys = frozenset(canonical_key(lit.value) for lit in container.items)
 
@@ -424,6 +449,56 @@ def _compile_membership(expr: ast.Membership, zone: str) -> Fn:
         return ERR
 
     return in_path
+
+
+def _membership_fast(
+    item: ast.Expr, container: ast.ListLit | ast.RangeLit | ast.Path, zone: str
+) -> Fn | None:
+    """The common shapes of ``in`` read raw values directly; others take the generic path."""
+    if isinstance(item, ast.StringLit) and isinstance(container, ast.Path):
+        text, read_collection = item.value, _path_reader(container, zone)
+
+        def string_in_path(ctx: Ctx) -> Any:
+            found = read_collection(ctx)
+            kind = type(found)
+            # a string equals only a string, so Python's `in` is §5's membership here
+            if kind is list or kind is tuple or kind is dict:
+                return text in found
+            if found is MISSING:
+                return ERR
+            if isinstance(found, Mapping):
+                return text in found
+            return ERR
+
+        return string_in_path
+    if not isinstance(item, ast.Path):
+        return None
+    read = _path_reader(item, zone)
+    if isinstance(container, ast.RangeLit):
+        low, high = container.low.value, container.high.value
+        generic = _membership_generic(item, container, zone)
+
+        def int_in_range(ctx: Ctx) -> Any:
+            value = read(ctx)
+            if type(value) is int:
+                return low <= value <= high
+            return generic(ctx)
+
+        return int_in_range
+    if isinstance(container, ast.ListLit) and all(
+        isinstance(i, ast.StringLit) for i in container.items
+    ):
+        texts = frozenset(i.value for i in container.items)
+        generic = _membership_generic(item, container, zone)
+
+        def string_in_list(ctx: Ctx) -> Any:
+            value = read(ctx)
+            if type(value) is str:
+                return value in texts
+            return generic(ctx)
+
+        return string_in_list
+    return None
 
 
 def _compile_like(subject: ast.Expr, pattern: str, zone: str) -> Fn:
@@ -567,11 +642,19 @@ def _always(ctx: Ctx) -> Any:
     return True
 
 
-def _compile_rule(rule: ast.Rule) -> Fn:
-    """A rule's conditions combined with `and` (§6); none: every request matches."""
-    if not rule.conditions:
-        return _always
-    return _conjunction([compile_truth(c, rule.timezone) for c in rule.conditions])
+def _compile_rule(rule: ast.Rule, proven: frozenset[int] = frozenset()) -> Fn:
+    """A rule's conditions combined with `and` (§6); none: every request matches.
+
+    ``proven`` lists conjuncts (positions in :func:`~aegis.engine._index.conjuncts`) known to
+    be true for the requests this test will see — the index proved them — and left out:
+    ``true and x`` is ``x``.
+    """
+    parts = [
+        compile_truth(c, rule.timezone)
+        for at, c in enumerate(conjuncts(rule))
+        if at not in proven
+    ]
+    return _conjunction(parts) if parts else _always
 
 
 @dataclass(frozen=True, slots=True)
@@ -589,16 +672,35 @@ class CompiledPolicySet:
             ``("resource", "labels", "app")``, and ``("time", zone, field)`` for time fields.
     """
 
-    __slots__ = ("_decisions", "_default_deny", "_index", "_rules", "policy_set", "reads")
+    __slots__ = (
+        "_decisions",
+        "_default_deny",
+        "_index",
+        "_outcomes",
+        "_rules",
+        "policy_set",
+        "reads",
+    )
 
     def __init__(self, policy_set: PolicySet) -> None:
         self.policy_set = policy_set
         self._rules = tuple(_CompiledRule(rule, _compile_rule(rule)) for rule in policy_set.rules)
-        self._index: RuleIndex = build_index(policy_set.rules, _path_reader)
+        self._index: RuleIndex = build_index(policy_set.rules, _path_reader, _compile_rule)
         self._default_deny = combine((), policy_set.version)  # §6.3, when nothing matches
         # Decisions are immutable and determined by which rules matched (when none errored):
         # requests matching the same rules share one Decision object.
         self._decisions: dict[tuple[int, ...], Decision] = {}
+        # per rule, what a match contributes: (name, is deny, the reason it gives if first)
+        self._outcomes = tuple(
+            (
+                rule.name,
+                rule.effect == "deny",
+                (rule.reason if rule.reason is not None else f'denied by rule "{rule.name}"')
+                if rule.effect == "deny"
+                else f'allowed by rule "{rule.name}"',
+            )
+            for rule in policy_set.rules
+        )
         reads: set[tuple[str, ...]] = set()
         for rule in policy_set.rules:
             reads |= _reads(rule)
@@ -630,8 +732,12 @@ class CompiledPolicySet:
         rules = self._rules
         matched: list[int] = []
         erred = False
-        for position in self._index.candidates(ctx):
-            outcome = rules[position].test(ctx)
+        leaf, bits, exact = self._index.select(ctx)
+        members, residual = leaf.members, leaf.residual
+        for bit in bits:
+            position = members[bit]
+            # with every pinned value usable, the index has proven the pinned conjuncts
+            outcome = residual[bit](ctx) if exact else rules[position].test(ctx)
             if outcome is True:
                 matched.append(position)
             elif outcome is not False:
@@ -643,9 +749,7 @@ class CompiledPolicySet:
             key = tuple(matched)
             decision = self._decisions.get(key)
             if decision is None:
-                decision = combine(
-                    [_matched(rules[p].rule) for p in matched], self.policy_set.version
-                )
+                decision = self._matches_only(matched)
                 if len(self._decisions) < _MEMO_SIZE:
                     self._decisions[key] = decision
             return decision
@@ -659,6 +763,29 @@ class CompiledPolicySet:
             else:
                 results.append(evaluate_rule(compiled.rule, reference))
         return combine(results, self.policy_set.version)
+
+
+    def _matches_only(self, matched: list[int]) -> Decision:
+        """Spec §6 when no rule errored: ``combine`` without its generality.
+
+        ``matched`` ascends, and positions follow rule names, so the lists come out sorted.
+        """
+        outcomes = self._outcomes
+        allow = [outcomes[p] for p in matched if not outcomes[p][1]]
+        deny = [outcomes[p] for p in matched if outcomes[p][1]]
+        if deny:  # §6.1: the first matching deny rule by name decides
+            value, reason = "DENY", deny[0][2]
+        else:  # §6.2: an allow rule matched (there is one: `matched` is not empty)
+            value, reason = "ALLOW", allow[0][2]
+        return Decision(
+            decision=value,  # type: ignore[arg-type]
+            allowed=value == "ALLOW",
+            reason=reason,
+            allow=tuple(o[0] for o in allow),
+            deny=tuple(o[0] for o in deny),
+            errors=(),
+            version=self.policy_set.version,
+        )
 
 
 _MEMO_SIZE: Final = 4096

@@ -27,7 +27,7 @@ from typing import Any, Final
 from aegis.engine._values import MISSING as _MISSING
 from aegis.lang import ast
 
-__all__ = ["RuleIndex", "build_index", "canonical_key", "number_of"]
+__all__ = ["RuleIndex", "build_index", "canonical_key", "conjuncts", "number_of"]
 
 MAX_DIMENSIONS: Final = 12
 MAX_RANGE_SPAN: Final = 1024
@@ -129,7 +129,8 @@ class _Dimension:
             self.mask = in_range
 
 
-def _conjuncts(rule: ast.Rule) -> list[ast.Expr]:
+def conjuncts(rule: ast.Rule) -> list[ast.Expr]:
+    """A rule's body as a flat list of conjuncts (nested ``and`` chains opened, §5)."""
     out: list[ast.Expr] = []
     stack = list(reversed(rule.conditions))
     while stack:
@@ -144,36 +145,40 @@ def _conjuncts(rule: ast.Rule) -> list[ast.Expr]:
 _LITERALS = (ast.StringLit, ast.NumberLit, ast.BoolLit)
 
 
-def _pins(rule: ast.Rule) -> list[tuple[str, ast.Path, frozenset[Any]]]:
-    """The (kind, path, allowed keys) pins of one rule's top-level conjuncts."""
-    pins: list[tuple[str, ast.Path, frozenset[Any]]] = []
-    for node in _conjuncts(rule):
+def _pins(rule: ast.Rule) -> list[tuple[str, ast.Path, frozenset[Any], int]]:
+    """The (kind, path, allowed keys, conjunct position) pins of a rule's top-level conjuncts."""
+    pins: list[tuple[str, ast.Path, frozenset[Any], int]] = []
+    for at, node in enumerate(conjuncts(rule)):
         match node:
             case ast.Compare(op="==", left=ast.Path() as path, right=literal) if isinstance(
                 literal, _LITERALS
             ):
-                pins.append(("eq", path, frozenset((_key(literal.value),))))
+                pins.append(("eq", path, frozenset((_key(literal.value),)), at))
             case ast.Compare(op="==", left=literal, right=ast.Path() as path) if isinstance(
                 literal, _LITERALS
             ):
-                pins.append(("eq", path, frozenset((_key(literal.value),))))
+                pins.append(("eq", path, frozenset((_key(literal.value),)), at))
             case ast.Membership(
                 item=ast.Path() as path, container=ast.ListLit(items=items), negated=False
             ):
-                pins.append(("eq", path, frozenset(_key(i.value) for i in items)))
+                pins.append(("eq", path, frozenset(_key(i.value) for i in items), at))
             case ast.Membership(
                 item=literal, container=ast.Path() as path, negated=False
             ) if isinstance(literal, _LITERALS):
-                pins.append(("contains", path, frozenset((_key(literal.value),))))
+                pins.append(("contains", path, frozenset((_key(literal.value),)), at))
             case ast.Membership(
                 item=ast.Path() as path, container=ast.RangeLit(low=low, high=high), negated=False
             ):
                 a, b = low.value, high.value
                 if a == a.to_integral() and b == b.to_integral() and b - a <= MAX_RANGE_SPAN:
-                    pins.append(("range", path, frozenset(range(int(a), int(b) + 1))))
+                    pins.append(("range", path, frozenset(range(int(a), int(b) + 1)), at))
             case _:
                 pass
     return pins
+
+
+Residual = Callable[[ast.Rule, frozenset[int]], Callable[[Any], Any]]
+"""Compiles a rule without the conjuncts (positions in its flattened body) already proven."""
 
 
 class RuleIndex:
@@ -181,30 +186,45 @@ class RuleIndex:
 
     __slots__ = ()
 
+    def select(self, ctx: Any) -> tuple[_FlatIndex, list[int], bool]:
+        """The leaf index for this request, the candidates' bits in it, and whether every
+        pinned attribute read had a usable value (then each candidate's pins are proven, and
+        :attr:`_FlatIndex.residual` tests may replace the full ones)."""
+        raise NotImplementedError
+
     def candidates(self, ctx: Any) -> list[int]:
         """Positions of the rules that may match (or error on) this request, ascending."""
-        raise NotImplementedError
+        leaf, bits, _ = self.select(ctx)
+        members = leaf.members
+        return [members[b] for b in bits]
 
 
 @dataclass(frozen=True, slots=True)
 class _FlatIndex(RuleIndex):
-    """Bitset masks over every rule, one AND per dimension."""
+    """Bitset masks over ``members`` (bit ``i`` is ``members[i]``), one AND per dimension."""
 
     dimensions: tuple[_Dimension, ...]
     everything: int
+    members: tuple[int, ...]
+    residual: tuple[Callable[[Any], Any], ...]
 
-    def candidates(self, ctx: Any) -> list[int]:
-        mask = self.everything
+    def select(self, ctx: Any) -> tuple[_FlatIndex, list[int], bool]:
+        every = self.everything
+        mask = every
+        exact = True
         for dimension in self.dimensions:
-            mask &= dimension.mask(ctx)
+            found = dimension.mask(ctx)
+            if found is every:  # a missing or mistyped pinned value: nothing is proven
+                exact = False
+            mask &= found
             if not mask:
-                return []
+                return self, [], exact
         out: list[int] = []
         while mask:
             low = mask & -mask
             out.append(low.bit_length() - 1)
             mask ^= low
-        return out
+        return self, out, exact
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,129 +237,137 @@ class _ShardedIndex(RuleIndex):
     """
 
     read: Reader
-    shards: dict[Any, tuple[RuleIndex, tuple[int, ...]]]
-    unpinned: tuple[RuleIndex, tuple[int, ...]]
-    flat: RuleIndex
+    shards: dict[Any, RuleIndex]
+    unpinned: RuleIndex
+    flat: _FlatIndex
 
-    def candidates(self, ctx: Any) -> list[int]:
+    def select(self, ctx: Any) -> tuple[_FlatIndex, list[int], bool]:
         value = self.read(ctx)
         if value is _MISSING:
-            return self.flat.candidates(ctx)
+            leaf, bits, _ = self.flat.select(ctx)
+            return leaf, bits, False
         key = value if type(value) is str else canonical_key(value)
-        index, positions = self.unpinned if key is None else self.shards.get(key, self.unpinned)
-        return [positions[i] for i in index.candidates(ctx)]
+        index = self.unpinned if key is None else self.shards.get(key, self.unpinned)
+        return index.select(ctx)
 
 
 SHARD_ABOVE: Final = 512
 """Sets with more rules than this are sharded on their busiest ``eq`` dimension."""
 
 _Ident = tuple[str, str, tuple[str, ...], str]
+_Pins = dict[_Ident, tuple[ast.Path, frozenset[Any], frozenset[int]]]
 
 
-def build_index(rules: Sequence[ast.Rule], reader: ReaderFactory) -> RuleIndex:
+def build_index(
+    rules: Sequence[ast.Rule], reader: ReaderFactory, residual: Residual
+) -> RuleIndex:
     """Index ``rules`` (position ``i`` is ``rules[i]``) on their pins.
 
     Dimensions that pin fewer than two rules are not worth a lookup per decision; at most
     :data:`MAX_DIMENSIONS` of the most used are kept. Sets larger than :data:`SHARD_ABOVE`
-    are sharded first (recursively, each attribute at most once).
+    are sharded first (recursively, each attribute at most once). Each leaf also keeps, per
+    rule, its test without the conjuncts that the leaf's path proves (``residual``).
     """
-    pins = [_rule_pins(rule) for rule in rules]
-    return _build(list(range(len(rules))), pins, reader, frozenset())
+    builder = _Builder(rules, [_rule_pins(rule) for rule in rules], reader, residual)
+    return builder.build(list(range(len(rules))), frozenset())
 
 
-def _rule_pins(rule: ast.Rule) -> dict[_Ident, tuple[ast.Path, frozenset[Any]]]:
-    pinned: dict[_Ident, tuple[ast.Path, frozenset[Any]]] = {}
-    for kind, path, keys in _pins(rule):
+def _rule_pins(rule: ast.Rule) -> _Pins:
+    """A rule's pins by dimension: (path, allowed keys, conjuncts a usable value proves)."""
+    pinned: _Pins = {}
+    for kind, path, keys, at in _pins(rule):
         zone = rule.timezone if path.root == "time" else ""
         ident = (kind, path.root, path.keys, zone)
         if ident not in pinned:
-            pinned[ident] = (path, keys)
-        elif kind != "contains":  # two pins on one value: it must satisfy both
-            pinned[ident] = (path, pinned[ident][1] & keys)
-        # several `lit in P` pins: the request must hold each; keeping one is sound
+            pinned[ident] = (path, keys, frozenset((at,)))
+        elif kind != "contains":  # two pins on one value: it must satisfy both, and does
+            old = pinned[ident]
+            pinned[ident] = (path, old[1] & keys, old[2] | {at})
+        # several `lit in P` pins: the request must hold each; the index keeps (and proves)
+        # only the first, the others stay in the residual test
     return pinned
 
 
-def _build(
-    members: list[int],
-    pins: list[dict[_Ident, tuple[ast.Path, frozenset[Any]]]],
-    reader: ReaderFactory,
-    used: frozenset[_Ident],
-) -> RuleIndex:
-    """An index over ``members`` (global positions); candidates are local positions."""
-    flat = _flat(members, pins, reader)
-    if len(members) <= SHARD_ABOVE:
-        return flat
-    counts: dict[_Ident, int] = {}
-    for position in members:
-        for ident in pins[position]:
-            if ident[0] == "eq" and ident not in used:
-                counts[ident] = counts.get(ident, 0) + 1
-    if not counts:
-        return flat
-    ident = max(counts, key=lambda i: counts[i])
-    if counts[ident] * 2 < len(members):
-        return flat  # most rules do not pin it: sharding would copy them into every shard
-    unpinned = [p for p in members if ident not in pins[p]]
-    by_key: dict[Any, list[int]] = {}
-    path: ast.Path | None = None
-    for position in members:
-        pin = pins[position].get(ident)
-        if pin is not None:
-            path = pin[0]
-            for key in pin[1]:
-                by_key.setdefault(key, []).append(position)
-    assert path is not None
-    deeper = used | {ident}
-    shards: dict[Any, tuple[RuleIndex, tuple[int, ...]]] = {}
-    for key, pinned_here in by_key.items():
-        shard = sorted({*pinned_here, *unpinned})
-        shards[key] = (_localise(shard, pins, reader, deeper), tuple(shard))
-    rest = (_localise(unpinned, pins, reader, deeper), tuple(unpinned))
-    return _ShardedIndex(reader(path, ident[3] or "UTC"), shards, rest, flat)
+@dataclass(slots=True)
+class _Builder:
+    rules: Sequence[ast.Rule]
+    pins: list[_Pins]
+    reader: ReaderFactory
+    residual: Residual
 
+    def build(self, members: list[int], proven: frozenset[_Ident]) -> RuleIndex:
+        """An index over ``members`` (set positions); ``proven``: dimensions sharded above."""
+        flat = self.flat(members, proven)
+        if len(members) <= SHARD_ABOVE:
+            return flat
+        counts: dict[_Ident, int] = {}
+        for position in members:
+            for ident in self.pins[position]:
+                if ident[0] == "eq" and ident not in proven:
+                    counts[ident] = counts.get(ident, 0) + 1
+        if not counts:
+            return flat
+        ident = max(counts, key=lambda i: counts[i])
+        if counts[ident] * 2 < len(members):
+            return flat  # most rules do not pin it: sharding would copy them into every shard
+        unpinned = [p for p in members if ident not in self.pins[p]]
+        by_key: dict[Any, list[int]] = {}
+        path: ast.Path | None = None
+        for position in members:
+            pin = self.pins[position].get(ident)
+            if pin is not None:
+                path = pin[0]
+                for key in pin[1]:
+                    by_key.setdefault(key, []).append(position)
+        assert path is not None
+        deeper = proven | {ident}
+        shards = {
+            key: self.build(sorted({*pinned_here, *unpinned}), deeper)
+            for key, pinned_here in by_key.items()
+        }
+        rest = self.build(unpinned, deeper)
+        return _ShardedIndex(self.reader(path, ident[3] or "UTC"), shards, rest, flat)
 
-def _localise(
-    members: list[int],
-    pins: list[dict[_Ident, tuple[ast.Path, frozenset[Any]]]],
-    reader: ReaderFactory,
-    used: frozenset[_Ident],
-) -> RuleIndex:
-    """An index over ``members`` whose candidates are positions within ``members``."""
-    local_pins = [pins[p] for p in members]
-    return _build(list(range(len(members))), local_pins, reader, used)
-
-
-def _flat(
-    members: list[int],
-    pins: list[dict[_Ident, tuple[ast.Path, frozenset[Any]]]],
-    reader: ReaderFactory,
-) -> _FlatIndex:
-    """Bitsets over ``members``; bit ``i`` is ``members[i]``."""
-    size = len(members)
-    everything = (1 << size) - 1
-    positions: dict[tuple[_Ident, Any], list[int]] = {}
-    pinned_positions: dict[_Ident, list[int]] = {}
-    paths: dict[_Ident, ast.Path] = {}
-    for bit, member in enumerate(members):
-        for ident, (path, keys) in pins[member].items():
-            paths[ident] = path
-            pinned_positions.setdefault(ident, []).append(bit)
-            for key in keys:
-                positions.setdefault((ident, key), []).append(bit)
-    chosen = sorted(
-        (ident for ident, found in pinned_positions.items() if len(found) >= 2),
-        key=lambda ident: -len(pinned_positions[ident]),
-    )[:MAX_DIMENSIONS]
-    dimensions = {ident: _Dimension(ident[0], paths[ident], ident[3]) for ident in chosen}
-    defaults = {ident: everything & ~_mask(pinned_positions[ident], size) for ident in chosen}
-    for (ident, key), found in positions.items():
-        if ident in dimensions:
-            dimensions[ident].table[key] = _mask(found, size) | defaults[ident]
-    for ident, dimension in dimensions.items():
-        read = reader(dimension.path, ident[3] or "UTC")
-        dimension.finish(read, defaults[ident], everything)
-    return _FlatIndex(tuple(dimensions[ident] for ident in chosen), everything)
+    def flat(self, members: list[int], proven: frozenset[_Ident]) -> _FlatIndex:
+        size = len(members)
+        everything = (1 << size) - 1
+        positions: dict[tuple[_Ident, Any], list[int]] = {}
+        pinned_bits: dict[_Ident, list[int]] = {}
+        paths: dict[_Ident, ast.Path] = {}
+        for bit, member in enumerate(members):
+            for ident, (path, keys, _) in self.pins[member].items():
+                paths[ident] = path
+                pinned_bits.setdefault(ident, []).append(bit)
+                for key in keys:
+                    positions.setdefault((ident, key), []).append(bit)
+        chosen = sorted(
+            (ident for ident, found in pinned_bits.items() if len(found) >= 2),
+            key=lambda ident: -len(pinned_bits[ident]),
+        )[:MAX_DIMENSIONS]
+        dimensions = {ident: _Dimension(ident[0], paths[ident], ident[3]) for ident in chosen}
+        defaults = {ident: everything & ~_mask(pinned_bits[ident], size) for ident in chosen}
+        for (ident, key), found in positions.items():
+            if ident in dimensions:
+                dimensions[ident].table[key] = _mask(found, size) | defaults[ident]
+        for ident, dimension in dimensions.items():
+            read = self.reader(dimension.path, ident[3] or "UTC")
+            dimension.finish(read, defaults[ident], everything)
+        covered = proven | set(chosen)
+        residual = tuple(
+            self.residual(
+                self.rules[member],
+                frozenset(
+                    at
+                    for ident, (_, _, proves) in self.pins[member].items()
+                    if ident in covered
+                    for at in proves
+                ),
+            )
+            for member in members
+        )
+        return _FlatIndex(
+            tuple(dimensions[ident] for ident in chosen), everything, tuple(members), residual
+        )
 
 
 def _mask(positions: list[int], size: int) -> int:
@@ -348,4 +376,3 @@ def _mask(positions: list[int], size: int) -> int:
     for position in positions:
         bits[position >> 3] |= 1 << (position & 7)
     return int.from_bytes(bits, "little")
-
