@@ -162,6 +162,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     if not policies:
         _log.warning("no --policies: using the built-in policy that allows every signed caller")
         policies = [str(_BUILTIN_POLICIES)]
+    actuator_config = _actuator_config(args)
     url, shown, outbox = _database(args)
     redis_url = args.redis or os.environ.get(REDIS_ENV) or None
     if redis_url:
@@ -172,7 +173,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "policies": policies,
         "database_url": url,
         "actuator": args.actuator,
-        "actuator_config": _actuator_config(args),
+        "actuator_config": actuator_config,
         "redis_url": redis_url,
         "outbox_path": outbox,
         "principals": principals,

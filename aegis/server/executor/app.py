@@ -425,9 +425,10 @@ def _action_type(body: bytes) -> str:
 def _database_ok(executor: Executor) -> bool:
     import sqlalchemy as sa
 
-    try:
+    table = executor.store.actions
+    try:  # a read of the audit table itself: a locked or missing store fails here
         with executor.store.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+            conn.execute(sa.select(table.c.id).limit(1)).all()
     except sa.exc.SQLAlchemyError:
         return False
     return True
