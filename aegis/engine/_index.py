@@ -340,8 +340,13 @@ class _Builder:
                 pinned_bits.setdefault(ident, []).append(bit)
                 for key in keys:
                     positions.setdefault((ident, key), []).append(bit)
+        # a dimension sharded above selects every member of this leaf: no mask to apply
         chosen = sorted(
-            (ident for ident, found in pinned_bits.items() if len(found) >= 2),
+            (
+                ident
+                for ident, found in pinned_bits.items()
+                if len(found) >= 2 and ident not in proven
+            ),
             key=lambda ident: -len(pinned_bits[ident]),
         )[:MAX_DIMENSIONS]
         dimensions = {ident: _Dimension(ident[0], paths[ident], ident[3]) for ident in chosen}
