@@ -80,3 +80,21 @@ ODD_REQUESTS = [
 def test_compiled_equals_reference_on_odd_requests(rules: list[ast.Rule], request: Any) -> None:
     policy_set = _set(rules)
     assert _compiled(CompiledPolicySet(policy_set), request) == _reference(policy_set, request)
+
+
+@given(large_rule_sets(max_rules=60), st.lists(index_requests(), min_size=1, max_size=15))
+@settings(max_examples=150, deadline=None)
+def test_compiled_equals_reference_when_every_set_is_sharded(
+    rules: list[ast.Rule], stream: list[dict[str, Any]]
+) -> None:
+    from aegis.engine import _index
+
+    policy_set = _set(rules)
+    saved = _index.SHARD_ABOVE
+    _index.SHARD_ABOVE = 3  # shard (recursively) even small sets, to exercise every path
+    try:
+        compiled = CompiledPolicySet(policy_set)
+    finally:
+        _index.SHARD_ABOVE = saved
+    for request in stream:
+        assert _compiled(compiled, request) == _reference(policy_set, request)
