@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from aegis.engine._compiler import CompiledPolicySet, Ctx, prepare_request
-from aegis.engine.cache import DecisionCache, KeyBuilder, decode_decision, encode_decision
+from aegis.engine.cache import DecisionCache, DecisionDecoder, KeyBuilder, encode_decision
 from aegis.engine.cache.memory import MemoryDecisionCache
 from aegis.engine.decision import Decision
 from aegis.engine.errors import CacheUnavailableError, EngineError, InvalidRequestError
@@ -134,6 +134,7 @@ class PolicyEngine:
         "_cache_ttl",
         "_compiled",
         "_counters",
+        "_decode",
         "_inline_cache",
         "_keys",
         "_masker",
@@ -162,6 +163,7 @@ class PolicyEngine:
         # INVARIANT: a memory cache does no I/O, so async callers may use it on the loop
         self._inline_cache = cache is None or isinstance(cache, MemoryDecisionCache)
         self._keys = KeyBuilder(self._compiled.reads) if cache is not None else None
+        self._decode = DecisionDecoder()
         self._audit = audit
         self._masker = audit_masker
         self._audit_chain = audit_chain
@@ -326,7 +328,7 @@ class PolicyEngine:
         try:
             stored = self._cache.get(key)
             if stored is not None:
-                decision = Decision.from_dict(decode_decision(stored))
+                decision = self._decode(stored)
                 if decision.version != self.version:
                     raise CacheUnavailableError("the cache answered for another policy version")
                 self._counters.add("cache_hits")
