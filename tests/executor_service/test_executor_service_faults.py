@@ -76,7 +76,7 @@ def test_FLT03_a_locked_audit_database_refuses_with_503_and_touches_nothing(
         server.stop()
 
 
-def test_FLT03_an_unreachable_database_at_start_answers_503_until_it_is_back(
+def test_FLT03_an_unreachable_postgresql_at_start_answers_503(
     tmp_path: Path,
 ) -> None:
     closed = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/aegis"
@@ -89,6 +89,27 @@ def test_FLT03_an_unreachable_database_at_start_answers_503_until_it_is_back(
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "executor.audit_unavailable"
         assert "audit database" in server.log() and "--database" in server.log()
+    finally:
+        server.stop()
+
+
+def test_FLT03_the_service_recovers_when_the_database_comes_back(tmp_path: Path) -> None:
+    missing = tmp_path / "not-yet"  # SQLite cannot create a file in a missing directory
+    server = start_server(
+        tmp_path, "--allow-namespaces", "prod", database=f"sqlite:///{missing / 'executor.db'}"
+    )
+    try:
+        assert scale(server, 4).status_code == 503
+        missing.mkdir()
+        deadline = time.monotonic() + 20
+        response = scale(server, 4)
+        while response.status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            response = scale(server, 4)
+        assert response.status_code == 200, response.text
+        assert response.json()["result"]["details"]["replicas_before"] == 3
+        with server.http() as http:
+            assert http.get("/health").status_code == 200
     finally:
         server.stop()
 
