@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope, Send
@@ -22,6 +22,9 @@ from aegis.server.metrics import Metrics
 from aegis.server.permissions import Authorizer, Endpoint
 from aegis.server.ratelimit import ClientAddress, RateLimiter
 from aegis.server.settings import Settings
+
+if TYPE_CHECKING:
+    from aegis.server.policy_service import PolicyService
 
 HealthCheck = Callable[[], Awaitable[bool]]
 
@@ -66,6 +69,8 @@ class AppContext:
     routes: list[tuple[BaseRoute, Mapping[str, Endpoint]]] = field(default_factory=list)
     extra_common: frozenset[str] = frozenset()
     health_checks: Mapping[str, HealthCheck] = field(default_factory=dict)
+    #: The managed policy set behind ``/api/v1/evaluate`` (part 2, ``aegis.server.policy_service``).
+    policies: PolicyService | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("aegis.server"))
 
     def resolve(self, scope: Scope) -> tuple[Endpoint | None, dict[str, Any]]:

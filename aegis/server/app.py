@@ -35,6 +35,7 @@ from aegis.server.middleware import (
     RequestIdMiddleware,
 )
 from aegis.server.permissions import Authorizer, Endpoint, EngineAuthorizer, check_endpoints
+from aegis.server.policy_service import PolicyService
 from aegis.server.ratelimit import ClientAddress, RateLimiter
 from aegis.server.routes import all_endpoints
 from aegis.server.settings import Settings
@@ -201,6 +202,7 @@ def create_app(
         extra_common=load_common_file(settings.common_passwords_file),
         health_checks=dict(health_checks or {}),
     )
+    policies = ctx.policies = PolicyService(settings, db, metrics, now)
     # One Starlette route per path, so a 405 lists every method the path has in `Allow`.
     by_path: dict[str, dict[str, Endpoint]] = {}
     for endpoint in endpoints:
@@ -213,7 +215,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await policies.start()
         yield
+        await policies.aclose()
         await limiter.aclose()
         if database is None:
             db.dispose()

@@ -36,6 +36,8 @@ STATUS_BY_CODE: Mapping[str, int] = {
     "rate.limited": 429,
     "service.unavailable": 503,
     "internal.error": 500,
+    "policy.invalid": 422,
+    "decision.invalid_request": 400,
 }
 
 

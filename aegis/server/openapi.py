@@ -46,12 +46,38 @@ def _common_errors(endpoint: Endpoint, public: bool) -> dict[int, str]:
         out |= {401: "no valid access token", 403: "the policy does not allow it"}
     if "{" in endpoint.path:
         out[404] = "no such resource"
-    if endpoint.method == "GET" and endpoint.path in _PAGED:
+    if endpoint.method == "GET" and (endpoint.path in _PAGED or endpoint.path in _QUERY):
         out[422] = "a query parameter is invalid"
     return out
 
 
-_PAGED = frozenset({"/api/v1/users", "/api/v1/audit/events"})
+_PAGED = frozenset(
+    {
+        "/api/v1/users",
+        "/api/v1/audit/events",
+        "/api/v1/policies",
+        "/api/v1/policies/{id}/versions",
+        "/api/v1/audit/decisions",
+    }
+)
+_TIME = {"type": "string", "format": "date-time"}
+#: Other query parameters (all optional) of part 2's routes: name -> JSON schema.
+_QUERY: dict[str, dict[str, dict[str, Any]]] = {
+    "/api/v1/audit/decisions": {
+        "decision": {"type": "string", "enum": ["ALLOW", "DENY"]},
+        "action": {"type": "string", "maxLength": 256},
+        "principal": {"type": "string", "maxLength": 256},
+        "rule": {"type": "string", "maxLength": 256},
+        "since": _TIME,
+        "until": _TIME,
+    },
+    "/api/v1/metrics/historical": {
+        "from": _TIME,
+        "to": _TIME,
+        "step": {"type": "integer", "minimum": 1},
+    },
+    "/api/v1/metrics/policy-evaluation-counts": {"from": _TIME, "to": _TIME},
+}
 
 
 def build_openapi(
@@ -139,6 +165,11 @@ def build_openapi(
                     "schema": {"type": "string", "format": "date-time"},
                 }
                 for n in ("since", "until")
+            ]
+        if endpoint.method == "GET":
+            parameters += [
+                {"name": n, "in": "query", "required": False, "schema": schema}
+                for n, schema in _QUERY.get(endpoint.path, {}).items()
             ]
         if parameters:
             operation["parameters"] = parameters

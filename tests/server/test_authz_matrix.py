@@ -24,6 +24,16 @@ BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/users/me/password": {"current_password": "wrong", "new_password": "x" * 20},
     "POST /api/v1/users": {"email": "new-{n}@example.com"},
     "PATCH /api/v1/users/{id}": {"name": "renamed"},
+    # part 2
+    "POST /api/v1/policies": {"name": "m{n}", "source": 'allow "m{n}" {{ action == "x" }}'},
+    "POST /api/v1/policies/validate": {"source": 'allow "v" {{ true }}'},
+    "POST /api/v1/policies/format": {"source": 'allow "v" {{ true }}'},
+    "PUT /api/v1/policies/{id}": {"description": "changed"},
+    "POST /api/v1/evaluate": {"principal": {"id": "p"}, "action": "a", "resource": {}},
+    "POST /api/v1/evaluate/batch": {
+        "requests": [{"principal": {"id": "p"}, "action": "a", "resource": {}}]
+    },
+    "PUT /api/v1/settings": {},
 }
 
 

@@ -14,11 +14,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "AuditEvent",
     "Base",
+    "DecisionRollup",
     "LoginSource",
     "MailOutbox",
+    "PolicyDocument",
+    "PolicyVersion",
     "RefreshToken",
     "ResetToken",
     "RevokedAccessToken",
+    "ServiceState",
     "Session",
     "UTCDateTime",
     "User",
@@ -149,3 +153,59 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+# -- part 2: policy documents, runtime settings, metric roll-ups (migration 0003) -------------
+
+
+class PolicyDocument(Base):
+    """A policy document managed through ``/api/v1/policies`` (DSL text)."""
+
+    __tablename__ = "policy_documents"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    source: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class PolicyVersion(Base):
+    """One change of a policy document, kept forever (creation, update, deletion)."""
+
+    __tablename__ = "policy_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    policy_id: Mapped[str] = mapped_column(String(36), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    change: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(1000))
+    source: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    author_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ServiceState(Base):
+    """One row per key (``policies``, ``settings``): a revision bumped by every change."""
+
+    __tablename__ = "service_state"
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class DecisionRollup(Base):
+    """Decisions per minute, by matched rule (``""``: every decision) and effect."""
+
+    __tablename__ = "decision_rollups"
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(128), primary_key=True)
+    effect: Mapped[str] = mapped_column(String(8), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)

@@ -85,9 +85,13 @@ async def verify(request: Request) -> Response:
         result = results.get(ENGINE_CHAIN)
         bad = None if result is None or result.ok else result.first_bad_seq
         ok = result is None or result.ok
-        return json_response({"ok": ok, "first_bad_seq": bad})
-    bad = await ctx.db.run(verify_chain)
-    return json_response({"ok": bad is None, "first_bad_seq": bad})
+        verdict = {"ok": ok, "first_bad_seq": bad}
+    else:
+        bad = await ctx.db.run(verify_chain)
+        verdict = {"ok": bad is None, "first_bad_seq": bad}
+    from aegis.server.routes.decisions import with_chains  # part 2: the decision chain too
+
+    return json_response(await with_chains(ctx, verdict))
 
 
 def endpoints() -> list[Endpoint]:
