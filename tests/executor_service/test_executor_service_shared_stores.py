@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
-from executor_service_support import action, encode, post, signed_headers, start_server
+from executor_service_support import (
+    GUARDRAILS,
+    Server,
+    TcpProxy,
+    action,
+    encode,
+    post,
+    signed_headers,
+    start_server,
+)
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 
+@pytest.mark.postgres
 def test_SIG3_a_nonce_redis_forgot_is_still_a_replay_on_postgresql(
     tmp_path: Path, postgres_schema: str, redis_url: str
 ) -> None:
@@ -34,3 +46,42 @@ def test_SIG3_a_nonce_redis_forgot_is_still_a_replay_on_postgresql(
     finally:
         client.close()
         server.stop()
+
+
+def test_FLT02_redis_down_during_a_call_is_503_and_touches_nothing(
+    tmp_path: Path, redis_url: str
+) -> None:
+    target = redis.Redis.from_url(redis_url).connection_pool.connection_kwargs
+    proxy = TcpProxy(str(target.get("host", "127.0.0.1")), int(target.get("port", 6379)))
+    db = target.get("db", 0)
+    (tmp_path / "guardrails.yaml").write_text(GUARDRAILS, encoding="utf-8")
+    server = start_server(
+        tmp_path,
+        "--allow-namespaces",
+        "prod",
+        "--guardrails",
+        str(tmp_path / "guardrails.yaml"),
+        "--redis",
+        f"redis://127.0.0.1:{proxy.port}/{db}",
+    )
+    try:
+        first = scale(server, 4)
+        assert first.status_code == 200, first.text
+        proxy.cut()
+        refused = scale(server, 6)
+        assert refused.status_code == 503, refused.text
+        assert "Traceback" not in refused.text
+        with server.http() as http:
+            metrics = http.get("/metrics").text
+        assert "aegis_executor_store_unavailable_total 1.0" in metrics
+    finally:
+        server.stop()
+    # nothing reached the cluster: the audit trail holds exactly the first action
+    with sqlite3.connect(server.database.removeprefix("sqlite:///")) as conn:
+        statuses = conn.execute("SELECT status FROM aegis_executor_actions").fetchall()
+    assert statuses == [("succeeded",)]
+
+
+def scale(server: Server, replicas: int) -> httpx.Response:
+    body = encode(action(params={"replicas": replicas}))
+    return post(server, body, signed_headers("POST", "/v1/actions", body))
