@@ -227,23 +227,28 @@ class _FlatIndex(RuleIndex):
         return self, out, exact
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _ShardedIndex(RuleIndex):
     """Large sets: one shard per value of the busiest ``eq`` dimension, each indexed anew.
 
     A request reads that attribute once and continues in the shard of its value (the rules
     pinned to it plus the unpinned ones), so the bitsets of the next level are a fraction of
-    the set's size. A missing value goes to the flat index: every pinned rule may error.
+    the set's size. A missing value goes to a flat index over every member (each pinned rule
+    may error), built the first time one is needed.
     """
 
     read: Reader
     shards: dict[Any, RuleIndex]
     unpinned: RuleIndex
-    flat: _FlatIndex
+    make_flat: Callable[[], _FlatIndex]
+    flat: _FlatIndex | None = None
 
     def select(self, ctx: Any) -> tuple[_FlatIndex, list[int], bool]:
         value = self.read(ctx)
         if value is _MISSING:
+            if self.flat is None:
+                # INVARIANT: building is pure, so two threads racing here build equal indexes
+                self.flat = self.make_flat()
             leaf, bits, _ = self.flat.select(ctx)
             return leaf, bits, False
         key = value if type(value) is str else canonical_key(value)
@@ -294,22 +299,40 @@ class _Builder:
     pins: list[_Pins]
     reader: ReaderFactory
     residual: Residual
+    residuals: dict[tuple[int, frozenset[int]], Callable[[Any], Any]] = field(
+        default_factory=dict
+    )
+
+    def residual_of(self, member: int, covered: frozenset[_Ident] | set[_Ident]) -> Any:
+        """The rule's test without the conjuncts ``covered`` dimensions prove (shared between
+        leaves: a rule unpinned on a sharded attribute sits in every shard)."""
+        proven = frozenset(
+            at
+            for ident, (_, _, proves) in self.pins[member].items()
+            if ident in covered
+            for at in proves
+        )
+        key = (member, proven)
+        test = self.residuals.get(key)
+        if test is None:
+            test = self.residuals[key] = self.residual(self.rules[member], proven)
+        return test
 
     def build(self, members: list[int], proven: frozenset[_Ident]) -> RuleIndex:
         """An index over ``members`` (set positions); ``proven``: dimensions sharded above."""
-        flat = self.flat(members, proven)
         if len(members) <= SHARD_ABOVE:
-            return flat
+            return self.flat(members, proven)
         counts: dict[_Ident, int] = {}
         for position in members:
             for ident in self.pins[position]:
                 if ident[0] == "eq" and ident not in proven:
                     counts[ident] = counts.get(ident, 0) + 1
         if not counts:
-            return flat
+            return self.flat(members, proven)
         ident = max(counts, key=lambda i: counts[i])
         if counts[ident] * 2 < len(members):
-            return flat  # most rules do not pin it: sharding would copy them into every shard
+            # most rules do not pin it: sharding would copy them into every shard
+            return self.flat(members, proven)
         unpinned = [p for p in members if ident not in self.pins[p]]
         by_key: dict[Any, list[int]] = {}
         path: ast.Path | None = None
@@ -326,9 +349,14 @@ class _Builder:
             for key, pinned_here in by_key.items()
         }
         rest = self.build(unpinned, deeper)
-        return _ShardedIndex(self.reader(path, ident[3] or "UTC"), shards, rest, flat)
+        read = self.reader(path, ident[3] or "UTC")
+        return _ShardedIndex(read, shards, rest, lambda: self.flat(members, proven, exact=False))
 
-    def flat(self, members: list[int], proven: frozenset[_Ident]) -> _FlatIndex:
+    def flat(
+        self, members: list[int], proven: frozenset[_Ident], *, exact: bool = True
+    ) -> _FlatIndex:
+        """Bitsets over ``members``; with ``exact``, the residual tests of its leaves too (a
+        fallback index, used only when a pinned value is missing, never needs them)."""
         size = len(members)
         everything = (1 << size) - 1
         positions: dict[tuple[_Ident, Any], list[int]] = {}
@@ -358,18 +386,7 @@ class _Builder:
             read = self.reader(dimension.path, ident[3] or "UTC")
             dimension.finish(read, defaults[ident], everything)
         covered = proven | set(chosen)
-        residual = tuple(
-            self.residual(
-                self.rules[member],
-                frozenset(
-                    at
-                    for ident, (_, _, proves) in self.pins[member].items()
-                    if ident in covered
-                    for at in proves
-                ),
-            )
-            for member in members
-        )
+        residual = tuple(self.residual_of(member, covered) for member in members) if exact else ()
         return _FlatIndex(
             tuple(dimensions[ident] for ident in chosen), everything, tuple(members), residual
         )
