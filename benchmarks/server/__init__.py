@@ -1,0 +1,1 @@
+"""Load benchmark of the server: ``python -m benchmarks.server.load`` (see ``load.py``)."""
