@@ -36,6 +36,32 @@ _RECONCILED = {
 }
 
 
+def _create_engine(sa: Any, url: str) -> Any:
+    """An engine; a SQLite file gets a connection per transaction that honours the file.
+
+    Pooled SQLite connections keep writing to a file that was made read-only, or to an
+    unlinked inode after the file was removed. Without a pool every transaction opens the path
+    anew, so either fails (fail closed, 503); and a file with no write permission bit is
+    opened ``query_only`` even by root, so making it read-only always stops writes.
+    """
+    parsed = sa.engine.make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or path in (None, "", ":memory:"):
+        return sa.create_engine(url)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+
+    def respect_mode(dbapi_connection: Any, _record: Any) -> None:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return
+        if not mode & 0o222:
+            dbapi_connection.execute("PRAGMA query_only = ON")
+
+    sa.event.listen(engine, "connect", respect_mode)
+    return engine
+
+
 class ExecutorStore:
     """SQL storage of the executor's audit records.
 
@@ -51,7 +77,7 @@ class ExecutorStore:
         sa: Any = require("sqlalchemy", "server")
         self._sa = sa
         self._owns_engine = isinstance(url_or_engine, str)
-        self.engine = sa.create_engine(url_or_engine) if self._owns_engine else url_or_engine
+        self.engine = _create_engine(sa, url_or_engine) if self._owns_engine else url_or_engine
         md = sa.MetaData()
         col, s, f, t = sa.Column, sa.String, sa.Float, sa.Text
         self.nonces = sa.Table(

@@ -76,6 +76,31 @@ def test_FLT03_a_locked_audit_database_refuses_with_503_and_touches_nothing(
         server.stop()
 
 
+def test_FLT03_a_read_only_sqlite_file_refuses_with_503_even_for_root(tmp_path: Path) -> None:
+    (tmp_path / "guardrails.yaml").write_text(GUARDRAILS, encoding="utf-8")
+    server = start_server(
+        tmp_path, "--allow-namespaces", "prod", "--guardrails", str(tmp_path / "guardrails.yaml")
+    )
+    db = Path(server.database.removeprefix("sqlite:///"))
+    try:
+        assert scale(server, 4).status_code == 200
+        db.chmod(0o444)
+        try:
+            refused = scale(server, 6)
+            with server.client() as client:
+                readable = client.get("/v1/report")  # the nonce cannot be recorded either
+        finally:
+            db.chmod(0o644)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "executor.audit_unavailable"
+        assert readable.status_code == 503
+        after = scale(server, 5)
+        assert after.status_code == 200, after.text
+        assert after.json()["result"]["details"]["replicas_before"] == 4
+    finally:
+        server.stop()
+
+
 def test_FLT03_an_unreachable_postgresql_at_start_answers_503(
     tmp_path: Path,
 ) -> None:
