@@ -212,3 +212,24 @@ def test_AUD5_kill_9_between_intent_and_outcome_is_reconciled_at_the_next_start(
 def _ignore_errors(fn: Any) -> None:
     with contextlib.suppress(httpx.HTTPError):  # the server was killed mid-request
         fn()
+
+
+def test_default_guardrails_cool_down_the_same_action_on_the_same_target_only(
+    tmp_path: Path,
+) -> None:
+    server = start_server(tmp_path, "--allow-namespaces", "prod")  # documented defaults
+
+    def send(**over: Any) -> httpx.Response:
+        body = encode(action(**over))
+        return post(server, body, signed_headers("POST", "/v1/actions", body))
+
+    try:
+        assert send(type="restart_deployment", params={}).status_code == 200
+        again = send(type="restart_deployment", params={})
+        assert again.status_code == 403 and again.json()["error"]["reason"] == "cooldown"
+        assert send(type="restart_deployment", params={}, name="web").status_code == 200
+        assert send(type="scale_deployment", params={"replicas": 4}).status_code == 200
+        dry = send(type="restart_deployment", params={}, dry_run=True)
+        assert dry.status_code == 403  # a dry run is checked against the guardrails too
+    finally:
+        server.stop()
