@@ -36,6 +36,7 @@ from aegis.engine._values import MISSING, glob_match
 from aegis.engine.decision import Decision
 from aegis.engine.request import Request, _check_now, parse_request, parse_time, time_view
 from aegis.lang import ast
+from aegis.lang._gc import paused_gc
 from aegis.lang.loader import PolicySet
 
 __all__ = [
@@ -683,6 +684,10 @@ class CompiledPolicySet:
     )
 
     def __init__(self, policy_set: PolicySet) -> None:
+        with paused_gc(len(policy_set.rules) * 128):  # about the source size of the rules
+            self._build(policy_set)
+
+    def _build(self, policy_set: PolicySet) -> None:
         self.policy_set = policy_set
         self._rules = tuple(_CompiledRule(rule, _compile_rule(rule)) for rule in policy_set.rules)
         self._index: RuleIndex = build_index(policy_set.rules, _path_reader, _compile_rule)

@@ -21,6 +21,8 @@ from aegis.lang.loader import (
     load_texts,
     parse_policy,
 )
+from aegis.lang.schema import Schema, load_schema, parse_schema
+from aegis.lang.validator import validate
 
 __all__ = [
     "MAX_DEPTH",
@@ -29,6 +31,7 @@ __all__ = [
     "PolicyError",
     "PolicyLoadError",
     "PolicySet",
+    "Schema",
     "SchemaError",
     "Severity",
     "Span",
@@ -38,6 +41,9 @@ __all__ = [
     "format_policy",
     "format_rule",
     "load_paths",
+    "load_schema",
     "load_texts",
     "parse_policy",
+    "parse_schema",
+    "validate",
 ]

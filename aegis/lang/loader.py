@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from aegis.lang import ast
+from aegis.lang._gc import paused_gc
 from aegis.lang._parser import MAX_FILE_BYTES, parse_text
 from aegis.lang.diagnostics import Diagnostic, Span
 from aegis.lang.errors import PolicyLoadError
@@ -128,11 +129,12 @@ def load_texts(texts: Mapping[str, str]) -> PolicySet:
     """
     files: list[ast.PolicyFile] = []
     diagnostics: list[Diagnostic] = []
-    for name in sorted(texts):
-        tree, found = _parse_cached(texts[name], name)
-        diagnostics.extend(found)
-        if tree is not None:
-            files.append(tree)
+    with paused_gc(sum(map(len, texts.values()))):
+        for name in sorted(texts):
+            tree, found = _parse_cached(texts[name], name)
+            diagnostics.extend(found)
+            if tree is not None:
+                files.append(tree)
     seen: dict[str, ast.Rule] = {}
     for policy in files:
         for rule in policy.rules:
@@ -151,9 +153,9 @@ def load_texts(texts: Mapping[str, str]) -> PolicySet:
     if diagnostics:
         raise PolicyLoadError(_with_sources(diagnostics, texts))
     rules = tuple(sorted(seen.values(), key=lambda r: r.name))
-    return PolicySet(
-        tuple(files), rules, set_version(rules), MappingProxyType(dict(texts))
-    )
+    with paused_gc(sum(map(len, texts.values()))):
+        version = set_version(rules)
+    return PolicySet(tuple(files), rules, version, MappingProxyType(dict(texts)))
 
 
 def collect_policy_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
