@@ -44,7 +44,10 @@ def test_LOG4_part2_operations_answer_as_documented(make_env: Any) -> None:
         rate_limit_authenticated="100000/minute",
     )
     headers = bearer(env.admin())
-    source = 'allow "reads" {\n    action == "read"\n}\n\ndeny "interns" {\n    "intern" in principal.roles\n}\n'
+    source = (
+        'allow "reads" {\n    action == "read"\n}\n\n'
+        'deny "interns" {\n    "intern" in principal.roles\n}\n'
+    )
     assert (
         env.client.post(
             "/api/v1/policies", json={"name": "base", "source": source}, headers=headers
