@@ -198,3 +198,73 @@ def test_usage_errors_exit_2_without_traceback(args: tuple[str, ...]) -> None:
     done = aegis(*args)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
+
+
+SCHEMA = """\
+principal:
+  id: string
+  roles: [string]
+  mfa?: bool
+action: [restart_pod, scale_deployment]
+resource:
+  kind: string
+  namespace: string
+  labels: {string: string}
+  replicas?: int
+"""
+
+
+def test_check_with_a_schema_reports_each_offending_line(tmp_path: Path) -> None:
+    (tmp_path / "schema.yaml").write_text(SCHEMA, "utf-8")
+    bad = tmp_path / "bad.aegis"
+    bad.write_text(
+        'allow "a" {\n'
+        '    action == "restart_pdo"\n'  # unknown action
+        '    resource.nmespace == "prod"\n'  # unknown attribute
+        "    resource.replicas > 3\n"  # unguarded optional
+        "    resource.kind < 3\n"  # type error
+        "}\n",
+        "utf-8",
+    )
+    done = aegis("check", str(bad), "--schema", str(tmp_path / "schema.yaml"))
+    assert done.returncode == 1
+    found = [m.groupdict() for line in done.stderr.splitlines() if (m := DIAGNOSTIC.match(line))]
+    assert [(f["line"], f["code"]) for f in found] == [
+        ("2", "unknown-action"),
+        ("3", "unknown-attribute"),
+        ("4", "unguarded-optional"),
+        ("5", "type-error"),
+    ]
+    good = tmp_path / "good.aegis"
+    good.write_text(
+        'allow "b" { has resource.replicas and resource.replicas > 3 action == "restart_pod" }\n',
+        "utf-8",
+    )
+    assert aegis("check", str(good), "--schema", str(tmp_path / "schema.yaml")).returncode == 0
+
+
+def test_eval_with_a_schema_never_errors_on_a_conforming_request(tmp_path: Path) -> None:
+    (tmp_path / "schema.yaml").write_text(SCHEMA, "utf-8")
+    (tmp_path / "p.aegis").write_text(
+        'allow "b" { has resource.replicas and resource.replicas > 3 action == "restart_pod" }\n'
+        'deny "c" { has principal.mfa and principal.mfa == false }\n',
+        "utf-8",
+    )
+    conforming = {
+        "principal": {"id": "a", "roles": []},
+        "action": "restart_pod",
+        "resource": {"kind": "pod", "namespace": "x", "labels": {}},
+    }
+    done = aegis(
+        "eval", "--policies", str(tmp_path / "p.aegis"), "--schema", str(tmp_path / "schema.yaml"),
+        "--request", "-", stdin=json.dumps(conforming),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["errors"] == []
+    not_conforming = {**conforming, "resource": {"kind": "pod"}}
+    refused = aegis(
+        "eval", "--policies", str(tmp_path / "p.aegis"), "--schema", str(tmp_path / "schema.yaml"),
+        "--request", "-", stdin=json.dumps(not_conforming),
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "does not conform" in refused.stderr
