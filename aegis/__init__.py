@@ -1,8 +1,9 @@
 """Aegis: policy-as-code for governed self-healing of infrastructure.
 
-The library's front door. The policy language and the engine are imported here; detectors and
-actuators are importable from their packages (``aegis.detectors``, ``aegis.actuators``), which
-load scikit-learn or kubernetes only when used. The server is not part of the library API.
+The library's front door: the policy language and the engine, and the light names of the
+detectors and actuators (their packages, ``aegis.detectors`` and ``aegis.actuators``, load
+scikit-learn or kubernetes only when those parts are used). The server is not part of the
+library API.
 
 Usage::
 
@@ -20,6 +21,8 @@ Usage::
 """
 
 from aegis._version import __version__
+from aegis.actuators import Action, ActionResult, Actuator
+from aegis.detectors import Detector, Finding, Severity
 from aegis.engine import (
     Decision,
     InvalidRequestError,
@@ -41,10 +44,15 @@ from aegis.lang import (
 )
 
 __all__ = [
+    "Action",
+    "ActionResult",
+    "Actuator",
     "AegisError",
     "ConfigurationError",
     "Decision",
+    "Detector",
     "Diagnostic",
+    "Finding",
     "InvalidRequestError",
     "MissingDependencyError",
     "PolicyEngine",
@@ -53,6 +61,7 @@ __all__ = [
     "Request",
     "RuleError",
     "SchemaError",
+    "Severity",
     "Span",
     "__version__",
     "format_policy",

@@ -12,24 +12,39 @@ between releases, codes do not change.
 The tree::
 
     AegisError                                   aegis.errors
-    ├── ConfigurationError (ValueError)          aegis.errors
-    ├── MissingDependencyError (ImportError)     aegis.errors
+    ├── ConfigurationError (ValueError)          a setting, option or configuration is invalid
+    ├── MissingDependencyError (ImportError)     an optional extra is not installed
     ├── PolicyError                              aegis.lang.errors
     │   ├── PolicyLoadError                      a set did not load; carries every diagnostic
-    │   └── SchemaError                          a schema file is malformed
+    │   └── SchemaError                          a schema is malformed; carries every diagnostic
     ├── InvalidRequestError (ValueError)         aegis.engine.errors: a request breaks spec §4
     ├── EngineError                              aegis.engine.errors
-    │   ├── CacheUnavailableError                a decision cache backend failed
+    │   ├── CacheUnavailableError                a decision cache failed (the engine bypasses it)
     │   ├── AuditError                           an audit record could not be written or read
-    │   │   └── AuditIntegrityError              a chain does not verify
+    │   │   ├── AuditIntegrityError              a chain does not verify
+    │   │   ├── RecordRejected                   aegis.engine.audit: a store refuses a record
+    │   │   └── ExecutorStoreError               aegis.remediation.errors
     │   └── PolicyStoreError                     a policy store could not be read
     ├── DetectorError                            aegis.detectors.errors
-    │   ├── NotFittedError                       (also sklearn's NotFittedError contract)
-    │   └── ModelIntegrityError                  a model file is unsigned, tampered or incompatible
-    └── ActuatorError                            aegis.actuators.errors
-        ├── SignatureError                       a signed request does not verify
-        ├── GuardrailViolation                   a guardrail refused an action
-        └── ActionConflict                       the target changed under us
+    │   ├── NotFittedError (ValueError, AttributeError)
+    │   ├── ModelIntegrityError                  a model file is unsigned, tampered or incompatible
+    │   ├── MetricSourceError                    a metric source failed
+    │   └── InvalidDataError (ValueError)        metrics that cannot be used
+    ├── ActuatorError                            aegis.actuators.errors
+    │   ├── InvalidActionError (ValueError)      an action's type or parameters are invalid
+    │   ├── SignatureError                       a signed request does not verify
+    │   │   └── ReplayError                      its nonce was seen before
+    │   ├── ReplayStoreUnavailableError          the nonce store cannot be reached
+    │   ├── GuardrailViolation                   a guardrail refused an action
+    │   ├── GuardrailStoreError                  guardrail state cannot be read or written
+    │   ├── ActionConflict                       the target changed under us
+    │   ├── TargetNotFoundError                  the target does not exist
+    │   ├── ClusterForbiddenError                the cluster refused (RBAC)
+    │   ├── ClusterRejectedError                 the cluster rejected the request
+    │   └── ClusterUnavailableError              the cluster cannot be reached
+    │       └── ClusterTimeoutError              …in time
+    └── ServerError                              aegis.server.errors
+        └── ApiError                             an HTTP error with a code, status and message
 """
 
 from __future__ import annotations
