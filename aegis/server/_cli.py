@@ -190,3 +190,7 @@ def register(subparsers: Any) -> None:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     up = db_sub.add_parser("upgrade", help="bring the schema up to date, then exit")
     up.set_defaults(handler=_db_upgrade)
+
+    from aegis.server import _policies_cli  # part 2: `aegis policies import`
+
+    _policies_cli.register(subparsers)

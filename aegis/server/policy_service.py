@@ -46,6 +46,7 @@ __all__ = [
     "PolicyService",
     "RuntimeSettingsV1",
     "document_file",
+    "import_documents",
 ]
 
 _log = logging.getLogger("aegis.server.policies")
@@ -477,6 +478,88 @@ def _upsert(session: Session, counts: Mapping[tuple[datetime, str, str], int]) -
             set_={"count": table.c.count + stmt.excluded.count},
         )
         session.execute(stmt)
+
+
+def import_documents(
+    db: Database, paths: Sequence[str], now: datetime, *, enabled: bool = True
+) -> list[str]:
+    """Store ``.aegis`` files (or directories of them) as policy documents (``aegis policies
+    import``; ``make run`` loads the examples this way).
+
+    Each file becomes the document named after its stem (lowercased, other characters replaced
+    by ``-``); documents that already exist by that name are left alone. The files must load
+    together with the enabled documents, or nothing is stored.
+
+    Args:
+        db: the server's database.
+        paths: files or directories (read recursively).
+        now: the change time.
+        enabled: whether the new documents are in the active set.
+
+    Returns:
+        The names of the documents created.
+
+    Raises:
+        PolicyLoadError: the files do not load (alone or with the enabled documents).
+        OSError: a file cannot be read.
+    """
+    import re
+    import uuid
+    from pathlib import Path
+
+    from aegis.lang import collect_policy_files, load_texts
+    from aegis.server.audit import append_event
+    from aegis.server.db.models import PolicyVersion
+
+    files: dict[str, str] = {}
+    for path in collect_policy_files(paths):
+        stem = re.sub(r"[^a-z0-9_.-]", "-", Path(path).stem.lower()).lstrip("._-")[:64] or "policy"
+        files[stem] = Path(path).read_text(encoding="utf-8")
+
+    def store(session: Session) -> list[str]:
+        PolicyService.lock(session)
+        taken = set(session.scalars(sa.select(PolicyDocument.name)))
+        new = {name: text for name, text in files.items() if name not in taken}
+        if not new:
+            return []
+        texts = {document_file(n): t for n, t in new.items()}
+        load_texts({**(enabled_texts(session) if enabled else {}), **texts})  # or raise
+        for name, text in sorted(new.items()):
+            doc = PolicyDocument(
+                id=str(uuid.uuid4()),
+                name=name,
+                description="imported",
+                source=text,
+                enabled=enabled,
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(doc)
+            session.add(
+                PolicyVersion(
+                    policy_id=doc.id,
+                    version=1,
+                    change="created",
+                    name=name,
+                    description=doc.description,
+                    source=text,
+                    enabled=enabled,
+                    author_id=None,
+                    at=now,
+                )
+            )
+            append_event(
+                session,
+                at=now,
+                action="policy_created",
+                target_id=doc.id,
+                details={"name": name, "version": 1, "enabled": enabled, "imported": True},
+            )
+        PolicyService.bump(session, _POLICIES, now, None)
+        return sorted(new)
+
+    return db.run_sync(store)
 
 
 POLICIES_KEY = _POLICIES
