@@ -29,6 +29,8 @@ from executor_service_support import (
     signed_headers,
     start_server,
 )
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from aegis.actuators.signing import new_nonce
 
@@ -389,3 +391,45 @@ def test_no_answer_carries_a_traceback(server: Server) -> None:
             assert response.status_code in (401, 403, 422), (body, response.text)
             assert "Traceback" not in response.text
             assert response.headers["content-type"] == "application/json"
+
+
+_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    part=st.sampled_from(["body", "path", "query", "timestamp", "nonce", "key_id", "signature"]),
+    position=st.integers(min_value=0, max_value=10_000),
+    replacement=st.sampled_from(_SAFE),
+)
+def test_SIG1_any_single_changed_character_of_a_signed_request_is_401(
+    server: Server, part: str, position: int, replacement: str
+) -> None:
+    payload = action(params={"replicas": 4})
+    body = encode(payload)
+    parts = {
+        "body": body.decode(),
+        "path": "/v1/actions",
+        "query": "limit=5",
+        **signed_headers("POST", "/v1/actions", body, query="limit=5"),
+    }
+    names = {
+        "timestamp": "Aegis-Timestamp",
+        "nonce": "Aegis-Nonce",
+        "key_id": "Aegis-Key-Id",
+        "signature": "Aegis-Signature",
+    }
+    name = names.get(part, part)
+    value = parts[name]
+    first = 1 if part == "path" else 0  # keep the leading "/" (else httpx resolves it back)
+    index = first + position % (len(value) - first)
+    assume(value[index] != replacement)
+    parts[name] = value[:index] + replacement + value[index + 1 :]
+    headers = {k: v for k, v in parts.items() if k.startswith("Aegis-")}
+    with server.http() as http:
+        response = http.post(
+            f"{parts['path']}?{parts['query']}", content=parts["body"].encode(), headers=headers
+        )
+    assert response.status_code == 401, (part, parts[name], response.text)
+    assert response.json() == GENERIC_401
+    assert intents_for(server, payload["request_id"]) == 0
