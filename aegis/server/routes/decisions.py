@@ -75,9 +75,41 @@ def _like(value: str) -> str:
     return f"%{escaped}%"
 
 
+def _record(row: Any) -> dict[str, Any]:
+    """The stored record with its hash; a body that no longer parses (tampering) is shown
+    from the row's columns with ``data.unreadable`` set, never an error."""
+    try:
+        record = json.loads(row.body)
+    except ValueError:
+        record = None
+    keys = set(DecisionRecordV1.model_fields) - {"hash"}
+    if not isinstance(record, dict) or not keys <= set(record):
+        stamp = row.time.isoformat() if row.time is not None else ""
+        record = {
+            "schema_version": 1,
+            "seq": row.seq,
+            "id": row.id,
+            "time": stamp,
+            "chain": row.chain,
+            "kind": row.kind,
+            "policy_version": row.policy_version,
+            "request": None,
+            "decision": row.decision,
+            "reason": None,
+            "allow": [],
+            "deny": [],
+            "errors": [],
+            "data": {"unreadable": True},
+            "prev_hash": row.prev_hash,
+        }
+    record["hash"] = row.hash
+    return record
+
+
 def _matches(record: dict[str, Any], wanted: dict[str, str]) -> bool:
-    request = record.get("request") or {}
-    principal = request.get("principal") if isinstance(request, dict) else None
+    request = record.get("request")
+    request = request if isinstance(request, dict) else {}
+    principal = request.get("principal")
     for name, value in wanted.items():
         if name == "action" and request.get("action") != value:
             return False
@@ -85,7 +117,8 @@ def _matches(record: dict[str, Any], wanted: dict[str, str]) -> bool:
             isinstance(principal, dict) and principal.get("id") == value
         ):
             return False
-        if name == "rule" and value not in (*record.get("allow", ()), *record.get("deny", ())):
+        rules = [*(record.get("allow") or ()), *(record.get("deny") or ())]
+        if name == "rule" and value not in rules:
             return False
     return True
 
@@ -107,7 +140,7 @@ def _page(
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if sqlite else value
 
-    base = sa.select(table.c.seq, table.c.body, table.c.hash).where(table.c.chain == DECISION_CHAIN)
+    base = sa.select(table).where(table.c.chain == DECISION_CHAIN)
     if "decision" in wanted:
         base = base.where(table.c.decision == wanted["decision"])
     for name in ("action", "principal", "rule"):
@@ -124,12 +157,11 @@ def _page(
         rows = session.execute(
             base.where(table.c.seq > last).order_by(table.c.seq).limit(_CHUNK)
         ).all()
-        for seq, raw, digest in rows:
+        for row in rows:
             scanned += 1
-            last = seq
-            record = json.loads(raw)
+            last = row.seq
+            record = _record(row)
             if _matches(record, exact):
-                record["hash"] = digest
                 items.append(record)
                 if len(items) > limit:
                     return items[:limit], str(items[limit - 1]["seq"])

@@ -228,6 +228,13 @@ def test_AUD6_decision_log_filters_pages_and_verify_names_the_tampered_record(en
     broken = env.client.get("/api/v1/audit/verify", headers=admin).json()
     assert broken["ok"] is False
     assert broken["first_bad"]["chain"] == "decisions" and broken["first_bad"]["seq"] == 4
+    # a body that no longer parses is still listed (from its columns), never a 500
+    with env.db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE aegis_audit_records SET body = 'garbage' WHERE seq = 6"))
+    listed = env.client.get("/api/v1/audit/decisions?principal=mallory", headers=admin)
+    assert listed.status_code == 200
+    everything = env.client.get("/api/v1/audit/decisions", headers=admin).json()["items"]
+    assert everything[5]["data"] == {"unreadable": True} and everything[5]["seq"] == 6
 
 
 def test_metrics_current_historical_and_rule_counts(env: Env) -> None:
