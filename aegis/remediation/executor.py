@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aegis.actuators import (
+    ACTION_TYPES,
     Action,
     Actuator,
     ActuatorError,
@@ -217,6 +218,22 @@ class Executor:
                 request_id=request_id,
             )
             return _error(403, exc.code, str(exc), reason=exc.reason)
+        action_type = data.get("type")
+        if isinstance(action_type, str) and action_type not in ACTION_TYPES:
+            # K8S-2: an action outside the allowlist is a refusal of scope, not bad input
+            self._event(
+                "refused",
+                "action_not_allowed",
+                f"action type {action_type!r}",
+                key_id=verified.key_id,
+                request_id=request_id,
+            )
+            return _error(
+                403,
+                GuardrailViolation.code,
+                f"action type `{action_type[:64]}` is not allowed",
+                reason="action_not_allowed",
+            )
         dry_run = data.get("dry_run", False)
         unknown = sorted(set(data) - _BODY_FIELDS)
         try:

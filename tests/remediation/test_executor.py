@@ -233,8 +233,14 @@ def test_K8S2_invalid_params_are_422(world: World, params: dict[str, Any]) -> No
     assert response.status_code == 422 and world.fake.requests == []
 
 
-def test_K8S2_unknown_action_and_bad_dry_run_are_422(world: World) -> None:
-    assert world.send(body(type="exec"))[0].status_code == 422
+def test_K8S2_an_action_outside_the_allowlist_is_403(world: World) -> None:
+    response, _ = world.send(body(type="exec"))
+    assert response.status_code == 403
+    assert response.body["error"]["reason"] == "action_not_allowed"
+    assert world.fake.requests == [] and world.intents() == []
+
+
+def test_K8S2_bad_dry_run_and_bodies_are_422(world: World) -> None:
     assert world.send(body(dry_run="yes", request_id="r2"))[0].status_code == 422
     assert world.send(b"[1, 2]")[0].status_code == 422
     assert world.send(b"not json")[0].status_code == 422
