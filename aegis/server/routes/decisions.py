@@ -237,7 +237,8 @@ async def with_chains(ctx: AppContext, verdict: dict[str, Any]) -> dict[str, Any
     """Add the engine chains to the security-event verdict of ``GET /api/v1/audit/verify``.
 
     ``ok`` becomes true only when every chain verifies; ``first_bad`` names the first bad
-    record (chain, seq, id, problem, reason) of the first chain that does not.
+    record (chain, seq, id, problem, reason) of the first chain (by name) that does not, and
+    ``first_bad_seq`` is its seq.
     """
     chains = await chain_verdicts(ctx)
     if "events" not in chains:  # the events are in the server's own table (default)
@@ -267,7 +268,13 @@ async def with_chains(ctx: AppContext, verdict: dict[str, Any]) -> dict[str, Any
         ),
         None,
     )
-    return {**verdict, "ok": first_bad is None, "first_bad": first_bad, "chains": chains}
+    return {
+        **verdict,
+        "ok": first_bad is None,
+        "first_bad_seq": first_bad["seq"] if first_bad else None,
+        "first_bad": first_bad,
+        "chains": chains,
+    }
 
 
 def endpoints() -> list[Endpoint]:

@@ -228,6 +228,7 @@ def test_AUD6_decision_log_filters_pages_and_verify_names_the_tampered_record(en
     broken = env.client.get("/api/v1/audit/verify", headers=admin).json()
     assert broken["ok"] is False
     assert broken["first_bad"]["chain"] == "decisions" and broken["first_bad"]["seq"] == 4
+    assert broken["first_bad_seq"] == 4 and broken["chains"]["events"]["ok"] is True
     # a body that no longer parses is still listed (from its columns), never a 500
     with env.db.engine.begin() as conn:
         conn.execute(sa.text("UPDATE aegis_audit_records SET body = 'garbage' WHERE seq = 6"))
