@@ -16,6 +16,7 @@ from aegis.server.app import create_app
 from aegis.server.errors import ApiError, ServerError
 from aegis.server.mail import Mailer, OutboxMailer, SmtpMailer
 from aegis.server.permissions import Authorizer, Endpoint, EngineAuthorizer
+from aegis.server.policy_service import PolicyService, RuntimeSettingsV1
 from aegis.server.settings import Settings
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "EngineAuthorizer",
     "Mailer",
     "OutboxMailer",
+    "PolicyService",
+    "RuntimeSettingsV1",
     "ServerError",
     "Settings",
     "SmtpMailer",
