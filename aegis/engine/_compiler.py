@@ -776,18 +776,27 @@ class CompiledPolicySet:
         ``matched`` ascends, and positions follow rule names, so the lists come out sorted.
         """
         outcomes = self._outcomes
-        allow = [outcomes[p] for p in matched if not outcomes[p][1]]
-        deny = [outcomes[p] for p in matched if outcomes[p][1]]
-        if deny:  # §6.1: the first matching deny rule by name decides
-            value, reason = "DENY", deny[0][2]
-        else:  # §6.2: an allow rule matched (there is one: `matched` is not empty)
-            value, reason = "ALLOW", allow[0][2]
+        allow: list[str] = []
+        deny: list[str] = []
+        deny_reason: str | None = None
+        allow_reason = ""
+        for position in matched:
+            name, is_deny, says = outcomes[position]
+            if is_deny:
+                if deny_reason is None:
+                    deny_reason = says  # §6.1: the first matching deny rule by name decides
+                deny.append(name)
+            else:
+                if not allow:
+                    allow_reason = says  # §6.2: else the first matching allow rule by name
+                allow.append(name)
+        denied = deny_reason is not None
         return Decision(
-            decision=value,  # type: ignore[arg-type]
-            allowed=value == "ALLOW",
-            reason=reason,
-            allow=tuple(o[0] for o in allow),
-            deny=tuple(o[0] for o in deny),
+            decision="DENY" if denied else "ALLOW",
+            allowed=not denied,
+            reason=deny_reason if deny_reason is not None else allow_reason,
+            allow=tuple(allow),
+            deny=tuple(deny),
             errors=(),
             version=self.policy_set.version,
         )
