@@ -11,7 +11,8 @@ answer leaves (the engine's audit sink, ``sync`` mode); if it cannot be written 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -22,6 +23,9 @@ from aegis.server.permissions import Endpoint
 from aegis.server.routes._common import context, json_response
 from aegis.server.routes.policies import service
 from aegis.server.schemas import ErrorV1
+
+if TYPE_CHECKING:
+    from aegis.engine import Decision
 
 __all__ = [
     "BATCH_LIMIT",
@@ -88,17 +92,13 @@ def _audit_down() -> ApiError:
     )
 
 
-async def evaluate(request: Request) -> Response:
-    """Decide one request."""
+async def _decide(request: Request, call: Awaitable[list[Decision]]) -> list[Decision]:
+    """Await the engine; translate its errors (400 invalid request, 503 audit down)."""
     from aegis.engine import AuditError, InvalidRequestError
 
-    payload = request.scope.get("aegis.json")
     svc = service(request)
-    engine = await svc.engine()
-    if not isinstance(payload, dict):
-        raise _invalid("the request must be a JSON object")
     try:
-        decision = await engine.aevaluate(payload)
+        decisions = await call
     except InvalidRequestError as exc:
         raise _invalid(str(exc)) from None
     except AuditError as exc:
@@ -106,17 +106,28 @@ async def evaluate(request: Request) -> Response:
         svc.audit_failed.inc()
         context(request).log.error("decision audit failed: %s", exc)
         raise _audit_down() from None
-    svc.record([decision])
+    svc.record(decisions)
+    return decisions
+
+
+async def evaluate(request: Request) -> Response:
+    """Decide one request."""
+    payload = request.scope.get("aegis.json")
+    engine = await service(request).engine()
+    if not isinstance(payload, dict):
+        raise _invalid("the request must be a JSON object")
+
+    async def one() -> list[Decision]:
+        return [await engine.aevaluate(payload)]
+
+    (decision,) = await _decide(request, one())
     return json_response(decision.to_dict())
 
 
 async def evaluate_batch(request: Request) -> Response:
     """Decide several requests; all or nothing (one invalid request refuses the batch)."""
-    from aegis.engine import AuditError, InvalidRequestError
-
     payload = request.scope.get("aegis.json")
-    svc = service(request)
-    loaded = await svc.loaded()
+    loaded = await service(request).loaded()
     if not isinstance(payload, dict) or set(payload) != {"requests"}:
         raise _invalid('the body must be `{"requests": [...]}`')
     requests = payload["requests"]
@@ -130,16 +141,7 @@ async def evaluate_batch(request: Request) -> Response:
     for position, item in enumerate(requests):
         if not isinstance(item, dict):
             raise _invalid(f"request {position}: must be a JSON object")
-    try:
-        decisions = await asyncio.to_thread(loaded.engine.evaluate_many, requests)
-    except InvalidRequestError as exc:
-        raise _invalid(str(exc)) from None
-    except AuditError as exc:
-        svc.audit_failures += 1
-        svc.audit_failed.inc()
-        context(request).log.error("decision audit failed: %s", exc)
-        raise _audit_down() from None
-    svc.record(decisions)
+    decisions = await _decide(request, asyncio.to_thread(loaded.engine.evaluate_many, requests))
     return json_response({"decisions": [d.to_dict() for d in decisions]})
 
 

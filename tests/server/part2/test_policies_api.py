@@ -314,3 +314,19 @@ def test_settings_are_typed_validated_audited_and_admin_only(env: Env) -> None:
     assert env.client.post("/api/v1/evaluate", json=request, headers=user).status_code == 200
     record = env.client.get("/api/v1/audit/decisions", headers=admin).json()["items"][-1]
     assert record["request"]["principal"]["email"] == "***"
+
+
+def test_AUD5_no_decision_without_its_record(env: Env) -> None:
+    admin, user = _setup(env)
+    assert _create(env, admin).status_code == 201
+    assert env.client.post("/api/v1/evaluate", json=REQUEST, headers=user).status_code == 200
+    env.app.state.aegis.policies.sink.close()  # the store is gone: appends now fail
+    refused = env.client.post("/api/v1/evaluate", json=REQUEST, headers=user)
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "service.unavailable"
+    assert "decision" not in refused.json()
+    batch = env.client.post("/api/v1/evaluate/batch", json={"requests": [REQUEST]}, headers=user)
+    assert batch.status_code == 503
+    current = env.client.get("/api/v1/metrics/current", headers=admin).json()
+    assert current["audit"]["failures"] == 2 and current["decisions_by_effect"]["ALLOW"] == 1
+    assert "aegis_decision_audit_failures_total 2.0" in env.client.get("/metrics").text
