@@ -11,7 +11,9 @@ answer leaves (the engine's audit sink, ``sync`` mode); if it cannot be written 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -110,9 +112,18 @@ async def _decide(request: Request, call: Awaitable[list[Decision]]) -> list[Dec
     return decisions
 
 
+async def _payload(request: Request) -> Any:
+    """The body as ``aegis eval`` reads a request: numbers with a fraction as exact decimals.
+
+    The body middleware has already refused anything malformed (size, depth, duplicate keys,
+    ``NaN``); this second parse only keeps ``0.10000000000000000001`` from becoming ``0.1``.
+    """
+    return json.loads(await request.body(), parse_float=Decimal)
+
+
 async def evaluate(request: Request) -> Response:
     """Decide one request."""
-    payload = request.scope.get("aegis.json")
+    payload = await _payload(request)
     engine = await service(request).engine()
     if not isinstance(payload, dict):
         raise _invalid("the request must be a JSON object")
@@ -126,7 +137,7 @@ async def evaluate(request: Request) -> Response:
 
 async def evaluate_batch(request: Request) -> Response:
     """Decide several requests; all or nothing (one invalid request refuses the batch)."""
-    payload = request.scope.get("aegis.json")
+    payload = await _payload(request)
     loaded = await service(request).loaded()
     if not isinstance(payload, dict) or set(payload) != {"requests"}:
         raise _invalid('the body must be `{"requests": [...]}`')

@@ -330,3 +330,17 @@ def test_AUD5_no_decision_without_its_record(env: Env) -> None:
     current = env.client.get("/api/v1/metrics/current", headers=admin).json()
     assert current["audit"]["failures"] == 2 and current["decisions_by_effect"]["ALLOW"] == 1
     assert "aegis_decision_audit_failures_total 2.0" in env.client.get("/metrics").text
+
+
+def test_numbers_are_read_as_aegis_eval_reads_them(env: Env) -> None:
+    admin, user = _setup(env)
+    source = 'allow "tenth" {\n    resource.size == 0.1\n}\n'
+    assert _create(env, admin, "tenth", source).status_code == 201
+    body = '{"principal": {}, "action": "a", "resource": {"size": %s}}'
+    headers = {**user, "Content-Type": "application/json"}
+    exact = env.client.post("/api/v1/evaluate", content=body % "0.1", headers=headers)
+    assert exact.json()["decision"] == "ALLOW"
+    close = env.client.post(
+        "/api/v1/evaluate", content=body % "0.10000000000000000001", headers=headers
+    )
+    assert close.json()["decision"] == "DENY"  # a float would have rounded it to 0.1
