@@ -252,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
             f"added to chain `decisions`, missing {row['decided'] - row['audited']}; chain "
             f"verifies: {row['chain_ok']}"
         )
+    lines += [
+        "",
+        "Records ≥ answers is expected: a request wrk cuts off at the end of its run can be "
+        "audited (the record is durable first) and then not answered; a decision answered "
+        "without its record would show as a positive `missing`. Figures move with the load of "
+        "the other jobs on the machine (load average is printed by `uptime`).",
+    ]
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(args.out.read_text())
     return 0
