@@ -71,7 +71,7 @@ class RuntimeSettingsV1(BaseModel):
 
     Attributes:
         evaluate_batch_max: most requests in one ``POST /api/v1/evaluate/batch``.
-        decision_cache_ttl: seconds a cached decision lives.
+        decision_cache_ttl: seconds a cached decision lives (1..60, CACHE-1).
         audit_mask_paths: request paths masked in decision records (``principal.email``,
             ``resource.labels.*``), besides the sensitive key names always masked.
         rollup_retention_days: how long per-minute roll-ups are kept.
@@ -79,7 +79,7 @@ class RuntimeSettingsV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     evaluate_batch_max: int = Field(default=100, ge=1, le=1000)
-    decision_cache_ttl: int = Field(default=60, ge=1, le=3600)
+    decision_cache_ttl: int = Field(default=60, ge=1, le=60)  # CACHE-1: at most 60 s
     audit_mask_paths: Annotated[list[MaskPath], Field(max_length=64)] = []
     rollup_retention_days: int = Field(default=30, ge=1, le=3650)
 
@@ -140,6 +140,9 @@ class PolicyService:
         self._own_sink = db.audit_sink is None
         self.sink: Any = db.audit_sink or SqlAuditSink(db.url, mode="sync")
         self._loaded: _Loaded | None = None
+        #: One cache for the replica's life; entries are keyed by the set's version, so a new
+        #: set never reads the old one's (CACHE-1), and the engine passes the TTL on each put.
+        self.cache: Any = self._make_cache()
         self._stale = True
         self._checked = 0.0
         self._lock = asyncio.Lock()
@@ -188,6 +191,9 @@ class PolicyService:
         if self._publisher is not None:
             with contextlib.suppress(Exception):
                 await self._publisher.aclose()
+        if hasattr(self.cache, "close"):
+            with contextlib.suppress(Exception):
+                self.cache.close()
         if self._own_sink:
             await asyncio.to_thread(self.sink.close)
 
@@ -270,7 +276,7 @@ class PolicyService:
             policy_set = load_texts({})
         engine = PolicyEngine(
             policy_set,
-            cache=self._cache(runtime.decision_cache_ttl),
+            cache=self.cache,
             cache_ttl=runtime.decision_cache_ttl,
             audit=self.sink,
             audit_masker=Masker(runtime.audit_mask_paths),
@@ -284,14 +290,14 @@ class PolicyService:
             documents=len(texts),
         )
 
-    def _cache(self, ttl: int) -> Any:
+    def _make_cache(self) -> Any:
         if self._redis_url:
             from aegis.engine.cache.redis import RedisDecisionCache
 
-            return RedisDecisionCache(self._redis_url, prefix=f"{self._prefix}dc:", ttl=ttl)
+            return RedisDecisionCache(self._redis_url, prefix=f"{self._prefix}dc:")
         from aegis.engine.cache import MemoryDecisionCache
 
-        return MemoryDecisionCache(max_entries=10_000, ttl=ttl)
+        return MemoryDecisionCache(max_entries=10_000)
 
     # -- changes -------------------------------------------------------------------------------
 
