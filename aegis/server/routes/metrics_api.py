@@ -44,6 +44,21 @@ MAX_POINTS = 1000
 _MAX_STEP = 86_400 * 366
 
 
+class CurrentV1(BaseModel):
+    """``GET /api/v1/metrics/current``: this replica's live figures."""
+
+    at: str
+    policy_version: str | None
+    policy_revision: int | None
+    documents: int
+    rules: int
+    decisions: int
+    decisions_by_effect: dict[str, int]
+    cache: dict[str, float]
+    audit: dict[str, int | str | None]
+    rate_limit: dict[str, int]
+
+
 class PointV1(BaseModel):
     """Decisions in ``[time, time + step)``."""
 
@@ -206,7 +221,7 @@ def endpoints() -> list[Endpoint]:
             "api:metrics:query",
             current,
             "Live figures of this replica",
-            responses={200: ("live figures", None), **common},
+            responses={200: ("live figures", CurrentV1), **common},
             tags=("metrics",),
         ),
         Endpoint(
