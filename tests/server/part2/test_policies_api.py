@@ -202,6 +202,16 @@ def test_AUD6_decision_log_filters_pages_and_verify_names_the_tampered_record(en
     assert env.client.get(
         "/api/v1/audit/decisions?action=restart_pod&since=2000-01-01T00:00:00Z", headers=admin
     ).json()["items"]
+    assert (
+        env.client.get(
+            "/api/v1/audit/decisions?until=2000-01-01T00:00:00%2B02:00", headers=admin
+        ).json()["items"]
+        == []
+    )
+    assert (
+        env.client.get("/api/v1/audit/decisions?action=delete_pod", headers=admin).json()["items"]
+        == []
+    )
     injection = env.client.get("/api/v1/audit/decisions?principal=%25' OR 1=1 --", headers=admin)
     assert injection.status_code == 200 and injection.json()["items"] == []
     for query in ("since=yesterday", "decision=MAYBE", "limit=0", "cursor=abc", "x=1"):
