@@ -122,6 +122,9 @@ class _Loaded:
 class PolicyService:
     """The active policy set of one replica, and what goes with it (cache, audit, roll-ups).
 
+    Raises:
+        ServerError: the database cannot hold the decision chain (in-memory SQLite).
+
     Args:
         settings: the server settings (Redis URL and prefix).
         db: the server's database; decision records go to its ``aegis_audit_records``.
@@ -131,6 +134,8 @@ class PolicyService:
 
     def __init__(self, settings: Settings, db: Database, metrics: Metrics, clock: Any) -> None:
         from aegis.engine.audit.sql import SqlAuditSink
+        from aegis.engine.errors import AuditError
+        from aegis.server.errors import ServerError
 
         self.db = db
         self.clock = clock
@@ -138,7 +143,10 @@ class PolicyService:
         self._prefix = settings.redis_prefix
         self.channel = f"{self._prefix}policies:changed"
         self._own_sink = db.audit_sink is None
-        self.sink: Any = db.audit_sink or SqlAuditSink(db.url, mode="sync")
+        try:
+            self.sink: Any = db.audit_sink or SqlAuditSink(db.url, mode="sync")
+        except AuditError as exc:  # e.g. an in-memory SQLite database: no durable chain
+            raise ServerError(f"decision records cannot be kept: {exc}") from exc
         self._loaded: _Loaded | None = None
         #: One cache for the replica's life; entries are keyed by the set's version, so a new
         #: set never reads the old one's (CACHE-1), and the engine passes the TTL on each put.
