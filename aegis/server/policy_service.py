@@ -208,21 +208,28 @@ class PolicyService:
     async def _listen(self) -> None:
         import redis.asyncio as aioredis
 
+        delay = 1.0
         while True:
             client = aioredis.Redis.from_url(self._redis_url or "", socket_connect_timeout=0.5)
             try:
                 pubsub = client.pubsub()
                 await pubsub.subscribe(self.channel)
                 self._stale = True  # anything published while we were away
+                delay = 1.0
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None:
                         self._stale = True
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                _log.warning("policy change subscription lost, retrying: %s", type(exc).__name__)
-                await asyncio.sleep(1.0)
+            except Exception as exc:  # the revision check keeps changes flowing meanwhile
+                _log.warning(
+                    "policy change subscription lost, retrying in %.0f s: %s",
+                    delay,
+                    type(exc).__name__,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
             finally:
                 with contextlib.suppress(Exception):
                     await client.aclose()

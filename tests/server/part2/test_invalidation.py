@@ -64,3 +64,23 @@ def test_without_redis_the_revision_check_carries_it_within_a_second(
     )
     assert created.status_code == 201
     assert _wait_for(lambda: decided() == "ALLOW", 1.0) < 1.0
+
+
+def test_a_dead_redis_neither_stops_decisions_nor_changes(make_env: Any, tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    dead = {"redis_url": "redis://127.0.0.1:1/0"}  # nothing listens there
+    a = make_env(database_url=url, **dead)
+    b = make_env(database_url=url, jwt_secret=a.settings.jwt_secret, **dead)
+    admin = bearer(a.admin())
+
+    def decided() -> str:
+        response = b.client.post("/api/v1/evaluate", json=REQUEST, headers=admin)
+        assert response.status_code == 200, response.text
+        return str(response.json()["decision"])
+
+    assert decided() == "DENY"
+    created = a.client.post(
+        "/api/v1/policies", json={"name": "reads", "source": SOURCE}, headers=admin
+    )
+    assert created.status_code == 201
+    assert _wait_for(lambda: decided() == "ALLOW", 1.5) < 1.5
