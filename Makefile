@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/python examples/show_decisions.py
+	scripts/run-local.sh
 
 lint: install
 	$(BIN)/ruff check aegis tests benchmarks examples
