@@ -263,7 +263,7 @@ def test_diagnostics_render_file_line_col_code_message_and_a_caret() -> None:
 
 
 # -- robustness (INP-5): deep nesting and huge files give a diagnostic, fast -----------------
-def test_ten_thousand_nested_parentheses_give_a_clear_diagnostic_quickly() -> None:
+def test_INP5_ten_thousand_nested_parentheses_give_a_clear_diagnostic_quickly() -> None:
     text = 'allow "a" { ' + "(" * 10_000 + "true" + ")" * 10_000 + " }"
     started = time.perf_counter()
     found = diagnostics(text)
@@ -272,14 +272,14 @@ def test_ten_thousand_nested_parentheses_give_a_clear_diagnostic_quickly() -> No
     assert found[0][1:3] == (1, 13 + MAX_DEPTH)
 
 
-def test_ten_thousand_nots_give_a_clear_diagnostic_quickly() -> None:
+def test_INP5_ten_thousand_nots_give_a_clear_diagnostic_quickly() -> None:
     started = time.perf_counter()
     found = diagnostics('allow "a" { ' + "not " * 10_000 + "true }")
     assert time.perf_counter() - started < 2.0
     assert found[0][0] == "too-deep"
 
 
-def test_a_five_mebibyte_file_gives_a_clear_diagnostic_quickly() -> None:
+def test_INP5_a_five_mebibyte_file_gives_a_clear_diagnostic_quickly() -> None:
     text = ('allow "r" { action == "x" }\n' * 200_000)[: 5 * 1024 * 1024]
     started = time.perf_counter()
     found = diagnostics(text)
