@@ -33,7 +33,7 @@ from aegis.server.errors import ApiError
 from aegis.server.permissions import Endpoint
 from aegis.server.policy_service import minute
 from aegis.server.routes._common import context, json_response, query_params
-from aegis.server.routes.audit import _time as parse_time
+from aegis.server.routes.decisions import parse_instant
 from aegis.server.routes.policies import service
 from aegis.server.schemas import ErrorV1
 
@@ -104,9 +104,16 @@ def _range(
 ) -> tuple[dict[str, str], datetime, datetime]:
     params = query_params(request, {"from", "to", *extra})
     now = context(request).clock()
-    # the default end is the end of the current minute, so the minute in progress counts
-    end = parse_time("to", params["to"]) if "to" in params else minute(now) + timedelta(minutes=1)
-    start = parse_time("from", params["from"]) if "from" in params else end - default
+    try:
+        # the default end is the end of the current minute, so the minute in progress counts
+        end = (
+            parse_instant("to", params["to"])
+            if "to" in params
+            else minute(now) + timedelta(minutes=1)
+        )
+        start = parse_instant("from", params["from"]) if "from" in params else end - default
+    except OverflowError:
+        raise ApiError("request.invalid", "the time range is out of range") from None
     if start >= end:
         raise ApiError("request.invalid", "`from` must be before `to`")
     return params, start, end

@@ -214,7 +214,14 @@ def test_AUD6_decision_log_filters_pages_and_verify_names_the_tampered_record(en
     )
     injection = env.client.get("/api/v1/audit/decisions?principal=%25' OR 1=1 --", headers=admin)
     assert injection.status_code == 200 and injection.json()["items"] == []
-    for query in ("since=yesterday", "decision=MAYBE", "limit=0", "cursor=abc", "x=1"):
+    for query in (
+        "since=yesterday",
+        "decision=MAYBE",
+        "limit=0",
+        "cursor=abc",
+        "x=1",
+        "since=0001-01-01T00:00:00%2B01:00",
+    ):
         assert (
             env.client.get(f"/api/v1/audit/decisions?{query}", headers=admin).status_code == 422
         ), query
@@ -284,7 +291,15 @@ def test_metrics_current_historical_and_rule_counts(env: Env) -> None:
         ("sre-may-restart", "DENY", 1),
         ("no-prod-on-friday", "DENY", 1),
     }
-    for query in ("from=nope", "step=-1", "from=2026-11-27T00:00:00Z&to=2026-11-26T00:00:00Z"):
+    far = (
+        "from=nope",
+        "step=-1",
+        "from=2026-11-27T00:00:00Z&to=2026-11-26T00:00:00Z",
+        "from=0001-01-01T00:00:00%2B01:00",
+        "to=0001-01-01T00:10:00Z",
+        "to=9999-12-31T23:59:59-01:00",
+    )
+    for query in far:
         assert (
             env.client.get(f"/api/v1/metrics/historical?{query}", headers=admin).status_code == 422
         ), query
