@@ -11,6 +11,7 @@ conflict together.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -57,9 +58,11 @@ __all__ = [
 #: Largest policy document accepted, in UTF-8 bytes (INP-5).
 MAX_SOURCE_BYTES = 64 * 1024
 _STRICT = ConfigDict(extra="forbid", strict=True)
+_ID = re.compile(r"[0-9a-f-]{1,36}")  # document ids are UUIDs
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 DocName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=64)]
-Source = Annotated[str, StringConstraints(max_length=MAX_SOURCE_BYTES)]
+# NUL is refused: PostgreSQL text cannot hold it, and no policy needs it
+Source = Annotated[str, StringConstraints(max_length=MAX_SOURCE_BYTES, pattern=r"^[^\x00]*$")]
 Description = Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\x00]*$")]
 
 
@@ -269,6 +272,8 @@ async def list_policies(request: Request) -> Response:
     params = query_params(request, {"limit", "cursor"})
     limit = page_limit(params.get("limit"))
     cursor = params.get("cursor") or None
+    if cursor is not None and (len(cursor) > 64 or "\x00" in cursor):
+        raise ApiError("request.invalid", "`cursor` is invalid")
 
     def page(session: Session) -> list[dict[str, Any]]:
         query = sa.select(PolicyDocument).order_by(PolicyDocument.name).limit(limit + 1)
@@ -327,7 +332,7 @@ async def create_policy(request: Request) -> Response:
 
 
 def _find(session: Session, doc_id: str) -> PolicyDocument:
-    doc = session.get(PolicyDocument, doc_id) if len(doc_id) <= 36 else None
+    doc = session.get(PolicyDocument, doc_id) if _ID.fullmatch(doc_id) else None
     if doc is None:
         raise ApiError("resource.not_found", "no such policy")
     return doc
@@ -435,6 +440,8 @@ async def list_versions(request: Request) -> Response:
     after = int(raw) if raw else 0
 
     def page(session: Session) -> list[dict[str, Any]] | None:
+        if not _ID.fullmatch(doc_id):
+            return None
         query = (
             sa.select(PolicyVersion)
             .where(PolicyVersion.policy_id == doc_id, PolicyVersion.version > after)

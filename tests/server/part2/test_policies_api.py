@@ -102,6 +102,7 @@ def test_a_document_that_does_not_load_gets_every_diagnostic(env: Env) -> None:
     assert _create(env, admin).status_code == 409
     for name in ("Bad", "-x", "a" * 65, "a/b", "a\n"):
         assert _create(env, admin, name, OPS).status_code == 422, name
+    assert _create(env, admin, "nul", "# \x00\n" + OPS).status_code == 422
     huge = "# " + "x" * 70_000 + "\n"
     assert _create(env, admin, "huge", huge).status_code == 422
 

@@ -45,3 +45,18 @@ def test_AUD2_tampering_through_postgres_is_named_by_verify(
     assert verdict["ok"] is False
     assert verdict["first_bad"]["chain"] == "decisions"
     assert verdict["first_bad"]["seq"] == 3 and verdict["first_bad"]["problem"] == "deleted"
+
+
+def test_nul_in_query_values_is_refused_not_a_database_error(
+    make_env: Any, postgres_schema: str
+) -> None:
+    env = make_env(database_url=postgres_schema)
+    admin = bearer(env.admin())
+    for url in (
+        "/api/v1/audit/decisions?principal=a%00b",
+        "/api/v1/audit/decisions?rule=%00",
+        "/api/v1/policies?cursor=a%00",
+    ):
+        assert env.client.get(url, headers=admin).status_code == 422, url
+    assert env.client.get("/api/v1/policies/a%00b", headers=admin).status_code == 404
+    assert env.client.get("/api/v1/policies/a%00b/versions", headers=admin).status_code == 404
