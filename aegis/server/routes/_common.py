@@ -72,6 +72,8 @@ def query_params(request: Request, allowed: set[str]) -> dict[str, str]:
             raise ApiError("request.invalid", f"unknown query parameter `{key[:64]}`")
         if key in out:
             raise ApiError("request.invalid", f"query parameter `{key[:64]}` is repeated")
+        if "\x00" in value:  # PostgreSQL text cannot hold NUL: refuse it before SQL sees it
+            raise ApiError("request.invalid", f"query parameter `{key[:64]}` holds a NUL")
         out[key] = value
     return out
 
