@@ -33,7 +33,10 @@ def _time(name: str, raw: str) -> datetime:
         raise ApiError("request.invalid", f"`{name}` must be an ISO-8601 time") from None
     if value.tzinfo is None:
         raise ApiError("request.invalid", f"`{name}` must carry a UTC offset")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable instant
+        raise ApiError("request.invalid", f"`{name}` is out of range") from None
 
 
 async def list_events(request: Request) -> Response:

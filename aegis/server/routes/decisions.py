@@ -30,7 +30,7 @@ from aegis.server.errors import ApiError
 from aegis.server.permissions import Endpoint
 from aegis.server.policy_service import DECISION_CHAIN
 from aegis.server.routes._common import context, json_response, page_limit, query_params
-from aegis.server.routes.audit import _time
+from aegis.server.routes.audit import _time as parse_time
 from aegis.server.schemas import ErrorV1
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "DecisionRecordListV1",
     "chain_verdicts",
     "endpoints",
-    "parse_instant",
 ]
 
 #: Most rows one call of ``GET /api/v1/audit/decisions`` examines.
@@ -73,14 +72,6 @@ class DecisionRecordListV1(BaseModel):
 
     items: list[DecisionRecordV1]
     next_cursor: str | None
-
-
-def parse_instant(name: str, raw: str) -> datetime:
-    """An RFC 3339 query parameter as an aware UTC time (422 when malformed or out of range)."""
-    try:
-        return _time(name, raw)
-    except OverflowError:
-        raise ApiError("request.invalid", f"`{name}` is out of range") from None
 
 
 def _like(value: str) -> str:
@@ -193,8 +184,8 @@ async def list_decisions(request: Request) -> Response:
     if raw is not None and (not raw.isdigit() or len(raw) > 18):
         raise ApiError("request.invalid", "`cursor` is invalid")
     after = int(raw) if raw else 0
-    since = parse_instant("since", params["since"]) if "since" in params else None
-    until = parse_instant("until", params["until"]) if "until" in params else None
+    since = parse_time("since", params["since"]) if "since" in params else None
+    until = parse_time("until", params["until"]) if "until" in params else None
     wanted = {name: params[name] for name in _FILTERS if params.get(name)}
     if "decision" in wanted:
         wanted["decision"] = wanted["decision"].upper()

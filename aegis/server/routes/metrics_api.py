@@ -33,7 +33,7 @@ from aegis.server.errors import ApiError
 from aegis.server.permissions import Endpoint
 from aegis.server.policy_service import minute
 from aegis.server.routes._common import context, json_response, query_params
-from aegis.server.routes.decisions import parse_instant
+from aegis.server.routes.audit import _time as parse_time
 from aegis.server.routes.policies import service
 from aegis.server.schemas import ErrorV1
 
@@ -107,11 +107,9 @@ def _range(
     try:
         # the default end is the end of the current minute, so the minute in progress counts
         end = (
-            parse_instant("to", params["to"])
-            if "to" in params
-            else minute(now) + timedelta(minutes=1)
+            parse_time("to", params["to"]) if "to" in params else minute(now) + timedelta(minutes=1)
         )
-        start = parse_instant("from", params["from"]) if "from" in params else end - default
+        start = parse_time("from", params["from"]) if "from" in params else end - default
     except OverflowError:
         raise ApiError("request.invalid", "the time range is out of range") from None
     if start >= end:
