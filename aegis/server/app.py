@@ -109,6 +109,9 @@ async def _on_crash(request: Request, exc: Exception) -> Response:
 def _dispatcher(by_method: Mapping[str, Endpoint]) -> Callable[[Request], Awaitable[Response]]:
     async def dispatch(request: Request) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
+        if any("\x00" in str(v) for v in request.path_params.values()):
+            # no id holds a NUL, and PostgreSQL text cannot even be asked for one
+            raise ApiError("resource.not_found", "no such resource")
         return await by_method[method].handler(request)
 
     return dispatch

@@ -56,7 +56,11 @@ def test_nul_in_query_values_is_refused_not_a_database_error(
         "/api/v1/audit/decisions?principal=a%00b",
         "/api/v1/audit/decisions?rule=%00",
         "/api/v1/policies?cursor=a%00",
+        "/api/v1/audit/events?action=%00",
+        "/api/v1/users?cursor=%00",
+        "/api/v1/audit/events?since=0001-01-01T00:00:00%2B01:00",
     ):
         assert env.client.get(url, headers=admin).status_code == 422, url
+    assert env.client.get("/api/v1/users/a%00b", headers=admin).status_code == 404
     assert env.client.get("/api/v1/policies/a%00b", headers=admin).status_code == 404
     assert env.client.get("/api/v1/policies/a%00b/versions", headers=admin).status_code == 404
