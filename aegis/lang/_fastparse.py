@@ -56,6 +56,8 @@ def _tokens(text: str, file: str) -> tuple[list[_Tok], list[tuple[Span, str]]]:
     comments: list[tuple[Span, str]] = []
     line, line_start, expected = 1, 0, 0
     append = tokens.append
+    # tuple.__new__ skips the named tuple's Python-level constructor (a third of the time)
+    make = tuple.__new__
     for found in _TOKEN.finditer(text):
         pos = found.start()
         if pos != expected:
@@ -75,14 +77,18 @@ def _tokens(text: str, file: str) -> tuple[list[_Tok], list[tuple[Span, str]]]:
         elif kind == "NOT_IN" and "\n" in value:
             newlines = value.count("\n")
             last = value.rfind("\n")
-            append(_Tok(kind, value, line, column, line + newlines, len(value) - last))
+            append(make(_Tok, (kind, value, line, column, line + newlines, len(value) - last)))
             line += newlines
             line_start = pos + last + 1
         else:
-            append(_Tok(kind or "", value, line, column, line, column + len(value)))
+            append(make(_Tok, (kind or "", value, line, column, line, column + len(value))))
     if expected != len(text):
         raise _Bail
     return tokens, comments
+
+
+def _span(fields: tuple[str, int, int, int, int]) -> Span:
+    return tuple.__new__(Span, fields)
 
 
 class _Parser:
@@ -95,26 +101,36 @@ class _Parser:
 
     # -- tokens ------------------------------------------------------------------------------
     def peek(self) -> _Tok | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+        pos = self.pos
+        return self.tokens[pos] if pos < len(self.tokens) else None
 
     def take(self, kind: str, value: str | None = None) -> _Tok:
-        tok = self.peek()
-        if tok is None or tok.kind != kind or (value is not None and tok.value != value):
+        pos = self.pos
+        tokens = self.tokens
+        if pos >= len(tokens):
             raise _Bail
-        self.pos += 1
+        tok = tokens[pos]
+        if tok[0] != kind or (value is not None and tok[1] != value):
+            raise _Bail
+        self.pos = pos + 1
         return tok
 
     def at(self, kind: str, value: str | None = None) -> bool:
-        tok = self.peek()
-        return tok is not None and tok.kind == kind and (value is None or tok.value == value)
+        pos = self.pos
+        tokens = self.tokens
+        if pos >= len(tokens):
+            return False
+        tok = tokens[pos]
+        return tok[0] == kind and (value is None or tok[1] == value)
 
     def span(self, tok: _Tok) -> Span:
-        return Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column)
+        return _span((self.file, tok[2], tok[3], tok[4], tok[5]))
 
     def cover(self, first: Any, last: Any) -> Span:
-        a = self.span(first) if isinstance(first, _Tok) else first.span
-        b = self.span(last) if isinstance(last, _Tok) else last.span
-        return Span(self.file, a.line, a.column, b.end_line, b.end_column)
+        a = first if type(first) is _Tok else first.span
+        b = last if type(last) is _Tok else last.span
+        # tokens and spans share their last four fields' positions
+        return _span((self.file, a[-4], a[-3], b[-2], b[-1]))
 
     def string(self, tok: _Tok) -> ast.StringLit:
         value, problems = decode_string(tok.value[1:-1])

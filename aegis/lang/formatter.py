@@ -33,6 +33,8 @@ _INDENT = "    "
 
 def format_string(value: str) -> str:
     """A string literal for ``value``, minimally escaped."""
+    if value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'  # the common case: nothing to escape
     out = ['"']
     for ch in value:
         if ch == '"':
