@@ -33,6 +33,8 @@ def decode_string(raw: str) -> tuple[str, list[tuple[int, str]]]:
         The decoded text and a list of ``(offset, message)`` problems, the offset being that
         of the offending backslash inside ``raw``.
     """
+    if "\\" not in raw:
+        return raw, []  # the common case: no escape to decode
     out: list[str] = []
     problems: list[tuple[int, str]] = []
     i = 0
