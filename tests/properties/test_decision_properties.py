@@ -98,3 +98,17 @@ def test_decision_is_consistent_with_its_lists(
     assert list(decision.allow) == sorted(decision.allow)
     assert list(decision.deny) == sorted(decision.deny)
     assert aegis.Decision.from_dict(decision.to_dict()) == decision
+
+
+@given(rule_sets(), requests())
+@settings(max_examples=100, deadline=None)
+def test_AC4_an_evaluation_error_in_a_deny_rule_is_an_explicit_deny(
+    rule_list: list[ast.Rule], request: dict[str, Any]
+) -> None:
+    decision = engine_of(rule_list).evaluate(request)
+    assert decision.decision in ("ALLOW", "DENY")
+    erring = {e.rule for e in decision.errors}
+    deny_rules = {r.name for r in rule_list if r.effect == "deny"}
+    if erring & deny_rules:
+        assert decision.decision == "DENY"
+        assert set(decision.deny) >= erring & deny_rules
