@@ -46,7 +46,7 @@ def test_FLT01_health_degraded_when_redis_is_down(make_env: Any) -> None:
     assert body["checks"]["redis"]["status"] == "down"
 
 
-def test_FLT08_database_down_gives_503_without_internals(make_env: Any, tmp_path: Any) -> None:
+def test_FLT08_SES6_database_down_gives_503_without_internals(make_env: Any, tmp_path: Any) -> None:
     env = make_env()
     pair = env.user("db@example.com")
     broken = Database(f"sqlite:///{tmp_path / 'missing' / 'nothing.db'}")
