@@ -10,7 +10,7 @@ import hashlib
 import json
 import json.encoder
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
@@ -366,21 +366,7 @@ class KeyBuilder:
             InvalidRequestError: a read value is not JSON.
         """
         pieces = [_dump_str(version), self._paths_text]
-        for path in self._paths:
-            value: Any = parts
-            steps = path
-            if time_view is not None and path[0] == "time" and len(path) > 1:
-                value = time_view(path[1])
-                steps = path[2:]
-            for step in steps:
-                kind = type(value)
-                if (
-                    kind is dict or kind is MappingProxyType or isinstance(value, Mapping)
-                ) and step in value:
-                    value = value[step]
-                else:
-                    value = _MISSING_MARK
-                    break
+        for value in self._observed(parts, time_view):
             pieces.append("0" if value is _MISSING_MARK else f"[{_leaf_text(value)}]")
         text = f"[{','.join(pieces)}]"
         return f"{version}:{hashlib.sha256(text.encode('ascii')).hexdigest()}"
@@ -406,6 +392,17 @@ class KeyBuilder:
             InvalidRequestError: a read value is not JSON.
         """
         out: list[Any] = []
+        for value in self._observed(parts, time_view):
+            kind = type(value)
+            out.append(value if kind is str or kind is int else _frozen(value))
+        return tuple(out)
+
+    def _observed(
+        self,
+        parts: Mapping[str, Any],
+        time_view: Callable[[str], Mapping[str, Any]] | None,
+    ) -> Iterator[Any]:
+        """What each read path observes, in path order (``_MISSING_MARK`` when missing)."""
         for path in self._paths:
             value: Any = parts
             steps = path
@@ -421,9 +418,8 @@ class KeyBuilder:
                 else:
                     value = _MISSING_MARK
                     break
-            kind = type(value)
-            out.append(value if kind is str or kind is int else _frozen(value))
-        return tuple(out)
+            yield value
+
 
 
 _MISSING_MARK: Any = object()
