@@ -22,18 +22,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from aegis.engine._combine import Outcome, RuleResult, combine
-from aegis.engine._index import RuleIndex, build_index, canonical_key, conjuncts, number_of
+from aegis.engine._index import (
+    Pending,
+    RuleIndex,
+    build_index,
+    canonical_key,
+    conjuncts,
+    number_of,
+    placed,
+)
 from aegis.engine._reference import evaluate_rule
 from aegis.engine._values import MISSING, glob_match
 from aegis.engine.decision import Decision
+from aegis.engine.errors import EngineError
 from aegis.engine.request import Request, _check_now, parse_request, parse_time, time_view
 from aegis.lang import ast
 from aegis.lang._gc import paused_gc
@@ -658,17 +666,17 @@ def _compile_rule(rule: ast.Rule, proven: frozenset[int] = frozenset()) -> Fn:
     return _conjunction(parts) if parts else _always
 
 
-@dataclass(frozen=True, slots=True)
-class _CompiledRule:
-    rule: ast.Rule
-    test: Fn
+RuleSource = PolicySet | Callable[[], PolicySet]
+"""A compiled set's source: the loaded set, or how to load it when first asked for."""
 
 
 class CompiledPolicySet:
     """A policy set compiled for fast evaluation; immutable and thread-safe.
 
+    Rule tests are compiled when a rule is first a candidate (:class:`~aegis.engine._index.
+    Pending`), so that building a large set costs its index, not thousands of closures.
+
     Attributes:
-        policy_set: the source set.
         reads: every attribute path the set reads, as tuples: ``("action",)``,
             ``("resource", "labels", "app")``, and ``("time", zone, field)`` for time fields.
     """
@@ -678,8 +686,10 @@ class CompiledPolicySet:
         "_default_deny",
         "_index",
         "_outcomes",
-        "_rules",
-        "policy_set",
+        "_rule_at",
+        "_source",
+        "_tests",
+        "_version",
         "reads",
     )
 
@@ -688,33 +698,72 @@ class CompiledPolicySet:
             self._build(policy_set)
 
     def _build(self, policy_set: PolicySet) -> None:
-        self.policy_set = policy_set
-        self._rules = tuple(_CompiledRule(rule, _compile_rule(rule)) for rule in policy_set.rules)
-        self._index: RuleIndex = build_index(policy_set.rules, _path_reader, _compile_rule)
-        self._default_deny = combine((), policy_set.version)  # §6.3, when nothing matches
+        rules = policy_set.rules
+        self._source: RuleSource = policy_set
+        self._rule_at: Callable[[int], ast.Rule] = rules.__getitem__
+        self._tests = placed([Pending(partial(_compile_rule, rule)) for rule in rules])
+        self._index: RuleIndex = build_index(rules, _path_reader, self._residual)
+        reads: set[tuple[str, ...]] = set()
+        for rule in rules:
+            reads |= _reads(rule)
+        self._finish(
+            policy_set.version,
+            tuple(
+                (
+                    rule.name,
+                    rule.effect == "deny",
+                    (rule.reason if rule.reason is not None else f'denied by rule "{rule.name}"')
+                    if rule.effect == "deny"
+                    else f'allowed by rule "{rule.name}"',
+                )
+                for rule in rules
+            ),
+            frozenset(reads),
+        )
+
+    def _finish(
+        self,
+        version: str,
+        outcomes: tuple[tuple[str, bool, str], ...],
+        reads: frozenset[tuple[str, ...]],
+    ) -> None:
+        self._version = version
+        self._default_deny = combine((), version)  # §6.3, when nothing matches
         # Decisions are immutable and determined by which rules matched (when none errored):
         # requests matching the same rules share one Decision object.
         self._decisions: dict[tuple[int, ...], Decision] = {}
         # per rule, what a match contributes: (name, is deny, the reason it gives if first)
-        self._outcomes = tuple(
-            (
-                rule.name,
-                rule.effect == "deny",
-                (rule.reason if rule.reason is not None else f'denied by rule "{rule.name}"')
-                if rule.effect == "deny"
-                else f'allowed by rule "{rule.name}"',
+        self._outcomes = outcomes
+        self.reads: frozenset[tuple[str, ...]] = reads
+
+    def _residual(self, member: int, proven: frozenset[int]) -> Pending:
+        rule_at = self._rule_at
+        return Pending(lambda: _compile_rule(rule_at(member), proven))
+
+    @property
+    def policy_set(self) -> PolicySet:
+        """The source set (loaded now if the set was restored from a snapshot)."""
+        source = self._source
+        if isinstance(source, PolicySet):
+            return source
+        loaded = source()
+        if loaded.version != self._version:
+            raise EngineError(
+                "the compiled set does not match its policy texts: "
+                f"version {loaded.version[:12]} instead of {self._version[:12]}"
             )
-            for rule in policy_set.rules
-        )
-        reads: set[tuple[str, ...]] = set()
-        for rule in policy_set.rules:
-            reads |= _reads(rule)
-        self.reads: frozenset[tuple[str, ...]] = frozenset(reads)
+        self._source = loaded
+        return loaded
 
     @property
     def version(self) -> str:
         """The set's content hash."""
-        return self.policy_set.version
+        return self._version
+
+    @property
+    def rule_count(self) -> int:
+        """How many rules the set has."""
+        return len(self._outcomes)
 
     def candidates(self, ctx: Ctx) -> list[int]:
         """Indexes (into the set's rules, sorted by name) of the rules a request may match."""
@@ -734,7 +783,7 @@ class CompiledPolicySet:
         ``request`` and ``now`` are kept only to give an erroring rule its exact message
         (from the reference interpreter).
         """
-        rules = self._rules
+        tests = self._tests
         matched: list[int] = []
         erred = False
         leaf, bits, exact = self._index.select(ctx)
@@ -742,7 +791,7 @@ class CompiledPolicySet:
         for bit in bits:
             position = members[bit]
             # with every pinned value usable, the index has proven the pinned conjuncts
-            outcome = residual[bit](ctx) if exact else rules[position].test(ctx)
+            outcome = residual[bit](ctx) if exact else tests[position](ctx)
             if outcome is True:
                 matched.append(position)
             elif outcome is not False:
@@ -762,12 +811,12 @@ class CompiledPolicySet:
         reference = parse_request(request, now)
         results: list[RuleResult] = []
         for position in matched:
-            compiled = rules[position]
-            if compiled.test(ctx) is True:
-                results.append(_matched(compiled.rule))
+            rule = self._rule_at(position)
+            if tests[position](ctx) is True:
+                results.append(_matched(rule))
             else:
-                results.append(evaluate_rule(compiled.rule, reference))
-        return combine(results, self.policy_set.version)
+                results.append(evaluate_rule(rule, reference))
+        return combine(results, self._version)
 
 
     def _matches_only(self, matched: list[int]) -> Decision:
@@ -798,7 +847,7 @@ class CompiledPolicySet:
             allow=tuple(allow),
             deny=tuple(deny),
             errors=(),
-            version=self.policy_set.version,
+            version=self._version,
         )
 
 

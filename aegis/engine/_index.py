@@ -27,7 +27,16 @@ from typing import Any, Final
 from aegis.engine._values import MISSING as _MISSING
 from aegis.lang import ast
 
-__all__ = ["RuleIndex", "build_index", "canonical_key", "conjuncts", "number_of"]
+__all__ = [
+    "Pending",
+    "RuleIndex",
+    "build_index",
+    "canonical_key",
+    "conjuncts",
+    "fallback_flat",
+    "number_of",
+    "placed",
+]
 
 MAX_DIMENSIONS: Final = 12
 MAX_RANGE_SPAN: Final = 1024
@@ -79,10 +88,12 @@ class _Dimension:
     path: ast.Path
     zone: str
     table: dict[Any, int] = field(default_factory=dict)
+    default: int = 0  # the mask of a value no pin names: the rules not pinned here
     mask: Callable[[Any], int] = field(default=lambda ctx: 0)
 
     def finish(self, read: Reader, default: int, everything: int) -> None:
         """Build :attr:`mask`, the request → candidate-mask closure of this dimension."""
+        self.default = default
         get = self.table.get
         if self.kind == "eq":
 
@@ -177,8 +188,48 @@ def _pins(rule: ast.Rule) -> list[tuple[str, ast.Path, frozenset[Any], int]]:
     return pins
 
 
-Residual = Callable[[ast.Rule, frozenset[int]], Callable[[Any], Any]]
-"""Compiles a rule without the conjuncts (positions in its flattened body) already proven."""
+Residual = Callable[[int, frozenset[int]], Callable[[Any], Any]]
+"""The test of the rule at a position, without the conjuncts (positions in its flattened body)
+already proven."""
+
+
+class Pending:
+    """A rule test compiled on its first call, which then takes its place.
+
+    Most rules of a large set are never a candidate of any request a process sees, so tests
+    are compiled when first needed. Every list slot holding a pending test is registered with
+    :meth:`place`; the first call compiles, writes the compiled test into those slots (an
+    atomic store, so a racing thread at worst compiles an equal test twice) and from then on
+    callers reach the compiled test directly.
+    """
+
+    __slots__ = ("_compile", "_slots", "_test")
+
+    def __init__(self, compile_: Callable[[], Callable[[Any], Any]]) -> None:
+        self._compile = compile_
+        self._slots: list[tuple[list[Any], int]] = []
+        self._test: Callable[[Any], Any] | None = None
+
+    def place(self, slots: list[Any], at: int) -> None:
+        """Note that ``slots[at]`` holds this test (call before the slots are shared)."""
+        self._slots.append((slots, at))
+
+    def __call__(self, ctx: Any) -> Any:
+        test = self._test
+        if test is None:
+            test = self._test = self._compile()
+            for slots, at in self._slots:
+                slots[at] = test
+        return test(ctx)
+
+
+def placed(tests: Sequence[Callable[[Any], Any]]) -> list[Callable[[Any], Any]]:
+    """``tests`` as a list, each :class:`Pending` test registered at its slot."""
+    out = list(tests)
+    for at, test in enumerate(out):
+        if type(test) is Pending:
+            test.place(out, at)
+    return out
 
 
 class RuleIndex:
@@ -206,7 +257,8 @@ class _FlatIndex(RuleIndex):
     dimensions: tuple[_Dimension, ...]
     everything: int
     members: tuple[int, ...]
-    residual: tuple[Callable[[Any], Any], ...]
+    residual: list[Callable[[Any], Any]]  # INVARIANT: only Pending tests replace themselves
+    residual_keys: tuple[tuple[int, frozenset[int]], ...]  # (member, proven conjuncts)
 
     def select(self, ctx: Any) -> tuple[_FlatIndex, list[int], bool]:
         every = self.everything
@@ -241,6 +293,11 @@ class _ShardedIndex(RuleIndex):
     shards: dict[Any, RuleIndex]
     unpinned: RuleIndex
     make_flat: Callable[[], _FlatIndex]
+    # what a snapshot of the index needs to rebuild ``read`` and ``make_flat``
+    path: ast.Path
+    zone: str
+    members: tuple[int, ...]
+    proven: frozenset[_Ident]
     flat: _FlatIndex | None = None
 
     def select(self, ctx: Any) -> tuple[_FlatIndex, list[int], bool]:
@@ -273,8 +330,27 @@ def build_index(
     are sharded first (recursively, each attribute at most once). Each leaf also keeps, per
     rule, its test without the conjuncts that the leaf's path proves (``residual``).
     """
-    builder = _Builder(rules, [_rule_pins(rule) for rule in rules], reader, residual)
+    builder = _Builder([_rule_pins(rule) for rule in rules], reader, residual)
     return builder.build(list(range(len(rules))), frozenset())
+
+
+def fallback_flat(
+    rule_at: Callable[[int], ast.Rule],
+    members: Sequence[int],
+    proven: frozenset[_Ident],
+    reader: ReaderFactory,
+) -> _FlatIndex:
+    """The flat index a :class:`_ShardedIndex` over ``members`` falls back to (a request
+    without the sharded attribute), from those members' rules: for an index restored from a
+    snapshot, which has no builder left."""
+    pins: list[_Pins] = [{} for _ in range(max(members, default=-1) + 1)]
+    for member in members:
+        pins[member] = _rule_pins(rule_at(member))
+
+    def no_residual(member: int, proven: frozenset[int]) -> Callable[[Any], Any]:
+        raise AssertionError("a fallback index has no residual tests")
+
+    return _Builder(pins, reader, no_residual).flat(list(members), proven, exact=False)
 
 
 def _rule_pins(rule: ast.Rule) -> _Pins:
@@ -295,7 +371,6 @@ def _rule_pins(rule: ast.Rule) -> _Pins:
 
 @dataclass(slots=True)
 class _Builder:
-    rules: Sequence[ast.Rule]
     pins: list[_Pins]
     reader: ReaderFactory
     residual: Residual
@@ -303,19 +378,22 @@ class _Builder:
         default_factory=dict
     )
 
-    def residual_of(self, member: int, covered: frozenset[_Ident] | set[_Ident]) -> Any:
-        """The rule's test without the conjuncts ``covered`` dimensions prove (shared between
-        leaves: a rule unpinned on a sharded attribute sits in every shard)."""
-        proven = frozenset(
+    def proven_by(self, member: int, covered: frozenset[_Ident] | set[_Ident]) -> frozenset[int]:
+        """The rule's conjuncts that the ``covered`` dimensions prove."""
+        return frozenset(
             at
             for ident, (_, _, proves) in self.pins[member].items()
             if ident in covered
             for at in proves
         )
+
+    def residual_of(self, member: int, proven: frozenset[int]) -> Any:
+        """The rule's test without the ``proven`` conjuncts (shared between leaves: a rule
+        unpinned on a sharded attribute sits in every shard)."""
         key = (member, proven)
         test = self.residuals.get(key)
         if test is None:
-            test = self.residuals[key] = self.residual(self.rules[member], proven)
+            test = self.residuals[key] = self.residual(member, proven)
         return test
 
     def build(self, members: list[int], proven: frozenset[_Ident]) -> RuleIndex:
@@ -350,7 +428,16 @@ class _Builder:
         }
         rest = self.build(unpinned, deeper)
         read = self.reader(path, ident[3] or "UTC")
-        return _ShardedIndex(read, shards, rest, lambda: self.flat(members, proven, exact=False))
+        return _ShardedIndex(
+            read,
+            shards,
+            rest,
+            lambda: self.flat(members, proven, exact=False),
+            path,
+            ident[3],
+            tuple(members),
+            proven,
+        )
 
     def flat(
         self, members: list[int], proven: frozenset[_Ident], *, exact: bool = True
@@ -386,9 +473,16 @@ class _Builder:
             read = self.reader(dimension.path, ident[3] or "UTC")
             dimension.finish(read, defaults[ident], everything)
         covered = proven | set(chosen)
-        residual = tuple(self.residual_of(member, covered) for member in members) if exact else ()
+        residual_keys = (
+            tuple((m, self.proven_by(m, covered)) for m in members) if exact else ()
+        )
+        residual = placed([self.residual_of(member, proof) for member, proof in residual_keys])
         return _FlatIndex(
-            tuple(dimensions[ident] for ident in chosen), everything, tuple(members), residual
+            tuple(dimensions[ident] for ident in chosen),
+            everything,
+            tuple(members),
+            residual,
+            residual_keys,
         )
 
 
