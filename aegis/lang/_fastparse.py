@@ -19,7 +19,7 @@ from aegis.lang import ast
 from aegis.lang._transformer import decode_string, valid_timezones
 from aegis.lang.diagnostics import Span
 
-__all__ = ["fast_parse"]
+__all__ = ["fast_parse", "fast_parse_rule"]
 
 # The terminals of grammar.lark, in one pattern; the order decides between equal starts.
 _TOKEN: Final = re.compile(
@@ -51,14 +51,26 @@ class _Tok(NamedTuple):
     end_column: int
 
 
-def _tokens(text: str, file: str) -> tuple[list[_Tok], list[tuple[Span, str]]]:
+def _tokens(
+    text: str,
+    file: str,
+    *,
+    start: int = 0,
+    end: int | None = None,
+    line: int = 1,
+    line_start: int = 0,
+) -> tuple[list[_Tok], list[tuple[Span, str]]]:
+    """The tokens of ``text[start:end]``, which begins on ``line`` (whose first character is
+    at ``line_start``), and its comments."""
     tokens: list[_Tok] = []
     comments: list[tuple[Span, str]] = []
-    line, line_start, expected = 1, 0, 0
+    expected = start
+    if end is None:
+        end = len(text)
     append = tokens.append
     # tuple.__new__ skips the named tuple's Python-level constructor (a third of the time)
     make = tuple.__new__
-    for found in _TOKEN.finditer(text):
+    for found in _TOKEN.finditer(text, start, end):
         pos = found.start()
         if pos != expected:
             raise _Bail  # a character no terminal matches
@@ -82,7 +94,7 @@ def _tokens(text: str, file: str) -> tuple[list[_Tok], list[tuple[Span, str]]]:
             line_start = pos + last + 1
         else:
             append(make(_Tok, (kind or "", value, line, column, line, column + len(value))))
-    if expected != len(text):
+    if expected != end:
         raise _Bail
     return tokens, comments
 
@@ -351,3 +363,21 @@ def fast_parse(text: str, file: str) -> ast.PolicyFile | None:
         tree.name, tree.timezone, tree.rules, tree.span, tree.timezone_span, tuple(comments)
     )
 
+
+def fast_parse_rule(
+    text: str, file: str, zone: str, *, start: int, end: int, line: int, line_start: int
+) -> ast.Rule | None:
+    """The one rule written in ``text[start:end]`` (from its first annotation to its closing
+    brace), with the spans it has in the whole file, or ``None`` if this parser declines.
+
+    ``line`` is the line ``start`` is on and ``line_start`` where that line begins; ``zone`` is
+    the file's time zone. Used to load single rules of a set restored from a compiled
+    snapshot, without parsing the whole file.
+    """
+    try:
+        tokens, _ = _tokens(text, file, start=start, end=end, line=line, line_start=line_start)
+        parser = _Parser(tokens, file)
+        rule = parser.rule(zone)
+    except (_Bail, RecursionError, IndexError):
+        return None
+    return rule if parser.pos == len(tokens) else None

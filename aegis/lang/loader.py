@@ -23,7 +23,14 @@ from aegis.lang.diagnostics import Diagnostic, Span
 from aegis.lang.errors import PolicyLoadError
 from aegis.lang.formatter import format_rule, format_string
 
-__all__ = ["PolicySet", "collect_policy_files", "load_paths", "load_texts", "parse_policy"]
+__all__ = [
+    "PolicySet",
+    "collect_policy_files",
+    "load_paths",
+    "load_texts",
+    "parse_policy",
+    "read_paths",
+]
 
 _EXTENSION = ".aegis"
 
@@ -186,6 +193,17 @@ def load_paths(paths: Iterable[str | os.PathLike[str]]) -> PolicySet:
         policies = load_paths(["policies/"])
         print(policies.version, [rule.name for rule in policies.rules])
     """
+    return load_texts(read_paths(paths))
+
+
+def read_paths(paths: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
+    """The texts of the policy files named by ``paths`` (see :func:`collect_policy_files`),
+    as ``{file name: source text}`` for :func:`load_texts`.
+
+    Raises:
+        PolicyLoadError: a file is unreadable, too large or not UTF-8; the diagnostics also
+            include every problem of the files that could be read.
+    """
     texts: dict[str, str] = {}
     problems: list[Diagnostic] = []
     for path in collect_policy_files(paths):
@@ -227,4 +245,4 @@ def load_paths(paths: Iterable[str | os.PathLike[str]]) -> PolicySet:
         except PolicyLoadError as exc:
             problems.extend(exc.diagnostics)
         raise PolicyLoadError(_with_sources(problems, texts))
-    return load_texts(texts)
+    return texts
