@@ -446,15 +446,24 @@ class _Builder:
         fallback index, used only when a pinned value is missing, never needs them)."""
         size = len(members)
         everything = (1 << size) - 1
-        positions: dict[tuple[_Ident, Any], list[int]] = {}
+        # members grouped by what they pin: rules with equal pins share one mask (a range
+        # pin allows up to 1,025 keys, so per-key lists would cost that much per rule)
+        groups: dict[tuple[_Ident, frozenset[Any]], list[int]] = {}
         pinned_bits: dict[_Ident, list[int]] = {}
         paths: dict[_Ident, ast.Path] = {}
+        pins = self.pins
         for bit, member in enumerate(members):
-            for ident, (path, keys, _) in self.pins[member].items():
-                paths[ident] = path
-                pinned_bits.setdefault(ident, []).append(bit)
-                for key in keys:
-                    positions.setdefault((ident, key), []).append(bit)
+            for ident, (path, keys, _) in pins[member].items():
+                found = pinned_bits.get(ident)
+                if found is None:
+                    pinned_bits[ident] = found = []
+                    paths[ident] = path
+                found.append(bit)
+                group = groups.get((ident, keys))
+                if group is None:
+                    groups[(ident, keys)] = [bit]
+                else:
+                    group.append(bit)
         # a dimension sharded above selects every member of this leaf: no mask to apply
         chosen = sorted(
             (
@@ -466,9 +475,12 @@ class _Builder:
         )[:MAX_DIMENSIONS]
         dimensions = {ident: _Dimension(ident[0], paths[ident], ident[3]) for ident in chosen}
         defaults = {ident: everything & ~_mask(pinned_bits[ident], size) for ident in chosen}
-        for (ident, key), found in positions.items():
-            if ident in dimensions:
-                dimensions[ident].table[key] = _mask(found, size) | defaults[ident]
+        for (ident, keys), found in groups.items():
+            dimension = dimensions.get(ident)
+            if dimension is not None:
+                table, mask, default = dimension.table, _mask(found, size), defaults[ident]
+                for key in keys:
+                    table[key] = table.get(key, default) | mask
         for ident, dimension in dimensions.items():
             read = self.reader(dimension.path, ident[3] or "UTC")
             dimension.finish(read, defaults[ident], everything)
