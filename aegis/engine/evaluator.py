@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import marshal
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from aegis.engine._compiler import CompiledPolicySet, Ctx, prepare_request
-from aegis.engine.cache import DecisionCache, DecisionDecoder, KeyBuilder, encode_decision
+from aegis.engine.cache import (
+    DEFAULT_TTL,
+    MAX_TTL,
+    DecisionCache,
+    DecisionDecoder,
+    KeyBuilder,
+    encode_decision,
+)
+from aegis.engine.cache._near import MAX_KEY_BYTES, NearCache, carries_time, reads_clock
 from aegis.engine.cache.memory import MemoryDecisionCache
 from aegis.engine.decision import Decision
 from aegis.engine.errors import CacheUnavailableError, EngineError, InvalidRequestError
@@ -28,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["EngineStats", "PolicyEngine", "SchemaSource"]
 
 _log = logging.getLogger("aegis.engine")
+_dumps: Callable[[Any, int], bytes] = marshal.dumps  # typeshed: only marshallables
+_NEAR_START = threading.Lock()  # taken once per engine, when its near cache is built
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,21 +68,47 @@ class EngineStats:
 
 
 class _Counters:
-    """Thread-safe counters behind :class:`EngineStats`."""
+    """Thread-safe, exact counters behind :class:`EngineStats`, cheap to advance.
 
-    __slots__ = ("_lock", "_values")
+    Each counter is an ``itertools.count``: ``next()`` on it is atomic in CPython and takes
+    no lock. A snapshot reads a counter by advancing it once more and subtracting the reads
+    made so far (under the lock, so two snapshots never share a read). Amounts above one
+    (a batch of audit records) go to a locked tally instead.
+    """
+
+    __slots__ = ("_bulk", "_lock", "_taken", "counts")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._values = dict.fromkeys(EngineStats.__slots__, 0)
+        self.counts = {name: itertools.count() for name in EngineStats.__slots__}
+        self._taken = dict.fromkeys(EngineStats.__slots__, 0)
+        self._bulk = dict.fromkeys(EngineStats.__slots__, 0)
 
     def add(self, name: str, amount: int = 1) -> None:
-        with self._lock:
-            self._values[name] += amount
+        if amount == 1:
+            next(self.counts[name])
+        else:
+            with self._lock:
+                self._bulk[name] += amount
 
-    def snapshot(self) -> EngineStats:
+    def snapshot(self, near_hits: int = 0) -> EngineStats:
+        """The counters, with ``near_hits`` decisions answered by the near cache added."""
         with self._lock:
-            return EngineStats(**self._values)
+            values = {}
+            for name, count in self.counts.items():
+                # INVARIANT: `count` advanced once per add(name) and once per earlier snapshot
+                taken = self._taken[name]
+                values[name] = next(count) - taken + self._bulk[name]
+                self._taken[name] = taken + 1
+        values["decisions"] += near_hits
+        values["cache_hits"] += near_hits
+        return EngineStats(**values)
+
+
+CompiledCacheSetting: TypeAlias = "bool | str | os.PathLike[str] | None"
+"""What ``compiled_cache=`` accepts: ``True`` (the default: the directory named by
+``AEGIS_COMPILED_CACHE``, else ``~/.cache/aegis/compiled``), a directory, or ``False`` /
+``None`` for none. See :mod:`aegis.engine._snapshot` and docs/engine.md."""
 
 SchemaSource: TypeAlias = "str | os.PathLike[str] | Schema | None"
 """What ``schema=`` accepts: a schema file path, a loaded :class:`~aegis.lang.schema.Schema`,
@@ -138,6 +176,7 @@ class PolicyEngine:
         "_inline_cache",
         "_keys",
         "_masker",
+        "_near",
         "_policy_set",
         "_schema",
     )
@@ -236,7 +275,11 @@ class PolicyEngine:
     @property
     def stats(self) -> EngineStats:
         """A snapshot of this engine's counters."""
-        return self._counters.snapshot()
+        try:
+            near = self._near
+        except AttributeError:
+            near = None
+        return self._counters.snapshot(near.hit_count() if near is not None else 0)
 
     def __repr__(self) -> str:
         return f"PolicyEngine(rules={len(self._policy_set.rules)}, version={self.version[:12]})"
@@ -260,7 +303,33 @@ class PolicyEngine:
                 engine's schema, or ``now`` is not timezone-aware.
             AuditError: an audit sink is configured and the record could not be written;
                 no decision is returned.
+
+        With a ``cache``, a request seen before byte for byte (and decided cleanly, without
+        depending on the clock) is answered from the engine's near cache without being
+        validated or keyed again; see ``docs/caching.md``.
         """
+        if now is None:
+            # The near cache (see _decide_near), inlined: this is the whole cost of a hit.
+            try:
+                near = self._near
+            except AttributeError:
+                near = self._start_near()
+            if near is not None:
+                key: bytes | None
+                try:
+                    key = _dumps(request, 2)
+                except ValueError:  # not plain data: no key, the full path decides
+                    key = entry = None
+                else:
+                    entry = near.lookup(key)
+                if entry is not None and entry[0] > near.clock():
+                    next(near.hits)
+                    decision = entry[1]
+                else:
+                    decision = self._decide(request, None, key)
+                if self._audit is not None:
+                    self._record([(request, decision)])
+                return decision
         decision = self._decide(request, now)
         if self._audit is not None:
             self._record([(request, decision)])
@@ -279,7 +348,7 @@ class PolicyEngine:
         decisions: list[Decision] = []
         for position, request in enumerate(requests):
             try:
-                decisions.append(self._decide(request, now))
+                decisions.append(self._decide_near(request, now))
             except InvalidRequestError as exc:
                 raise InvalidRequestError(f"request {position}: {exc}") from exc
         if self._audit is not None and decisions:
@@ -290,19 +359,80 @@ class PolicyEngine:
         """:meth:`evaluate` for asyncio code: the loop is held only for the evaluation.
 
         Network caches and audit writes run in a worker thread; the evaluation itself (tens
-        of microseconds) runs on the loop.
+        of microseconds) and the near cache (in-process, no I/O) run on the loop.
         """
-        if self._inline_cache:
-            decision = self._decide(request, now)
-        else:
-            decision = await asyncio.to_thread(self._decide, request, now)
+        key, decision = self._near_lookup(request, now)
+        if decision is None:
+            if self._inline_cache:
+                decision = self._decide(request, now, key)
+            else:
+                decision = await asyncio.to_thread(self._decide, request, now, key)
         if self._audit is not None:
             await asyncio.to_thread(self._record, [(request, decision)])
         return decision
 
     # ------------------------------------------------------------------ internals
 
-    def _decide(self, request: Mapping[str, Any], now: datetime | None) -> Decision:
+    _near: NearCache | None  # a slot set by _start_near on first use (never in __init__)
+
+    def _start_near(self) -> NearCache | None:
+        """Build the near cache on first use (``None``: the engine has no ``cache``).
+
+        Under a lock, so that racing first calls share one near cache (and its hit count).
+        """
+        with _NEAR_START:
+            try:
+                return self._near
+            except AttributeError:
+                pass
+            near = None
+            if self._cache is not None:
+                # the TTL the L2 entries get: ``cache_ttl``, else the backend's default
+                ttl = self._cache_ttl
+                if ttl is None:
+                    ttl = getattr(self._cache, "ttl", DEFAULT_TTL)
+                try:
+                    seconds = min(float(ttl), MAX_TTL)  # CACHE-1 whatever a backend accepts
+                except (TypeError, ValueError):
+                    seconds = 0.0
+                if seconds > 0:  # (NaN is not) a TTL the near cache can honour, else none
+                    near = NearCache(seconds, timeless=not reads_clock(self._compiled.reads))
+            self._near = near
+            return near
+
+    def _near_lookup(
+        self, request: Mapping[str, Any], now: datetime | None
+    ) -> tuple[bytes | None, Decision | None]:
+        """``(near key or None, the near cache's decision or None)``.
+
+        With ``now`` given the near cache is skipped: ``now`` must still be validated, and
+        the full path does that (the cost is one miss-priced decision, never a wrong one).
+        """
+        if now is not None:
+            return None, None
+        try:
+            near = self._near
+        except AttributeError:
+            near = self._start_near()
+        if near is None:
+            return None, None
+        try:
+            key = _dumps(request, 2)
+        except ValueError:
+            return None, None
+        return key, near.get(key)
+
+    def _decide_near(self, request: Mapping[str, Any], now: datetime | None) -> Decision:
+        key, decision = self._near_lookup(request, now)
+        if decision is None:
+            decision = self._decide(request, now, key)
+        return decision
+
+    def _decide(
+        self, request: Mapping[str, Any], now: datetime | None, near_key: bytes | None = None
+    ) -> Decision:
+        """Decide on the full path; ``near_key`` (the request's bytes, taken before) lets the
+        decision into the near cache when the near-cache rule allows it."""
         if self._schema is not None:
             parse_request(request, now=now)  # spec §4 first: an invalid request is not judged
             problems = self._schema.check_request(request)
@@ -317,8 +447,26 @@ class PolicyEngine:
             decision = self._compiled.decide(ctx, request, now)
         else:
             decision = self._cached(ctx, request, now)
-        self._counters.add("decisions")
+            if near_key is not None and not decision.errors:
+                self._near_put(near_key, request, decision)
+        next(self._counters.counts["decisions"])
         return decision
+
+    def _near_put(self, key: bytes, request: Mapping[str, Any], decision: Decision) -> None:
+        """Hold a validated request's clean decision in the near cache, if it cannot depend
+        on the clock (CACHE-1: never a decision with errors, never an invalid request)."""
+        near = self._near
+        if near is None or len(key) > MAX_KEY_BYTES:
+            return
+        if not (near.timeless or carries_time(request)):
+            return
+        try:
+            # the request may have changed under us (another thread): only what we decided
+            if _dumps(request, 2) != key:
+                return
+        except ValueError:
+            return
+        near.put(key, decision)
 
     def _cached(self, ctx: Ctx, request: Mapping[str, Any], now: datetime | None) -> Decision:
         assert self._cache is not None
@@ -331,9 +479,9 @@ class PolicyEngine:
                 decision = self._decode(stored)
                 if decision.version != self.version:
                     raise CacheUnavailableError("the cache answered for another policy version")
-                self._counters.add("cache_hits")
+                next(self._counters.counts["cache_hits"])
                 return decision
-            self._counters.add("cache_misses")
+            next(self._counters.counts["cache_misses"])
         except (CacheUnavailableError, EngineError) as exc:
             self._cache_failed(exc)
             return self._compiled.decide(ctx, request, now)

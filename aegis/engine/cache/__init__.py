@@ -17,7 +17,10 @@ How the engine uses a cache (the contract the engine keeps, see ``docs/caching.m
    errored) ``cache.put(key, encode_decision(decision.to_dict()))``;
 4. any :class:`~aegis.engine.errors.CacheUnavailableError` from steps 2-3 is logged and
    counted, and the request is evaluated without the cache: a cache failure never changes a
-   decision.
+   decision;
+5. in front of all this, the engine keeps a *near cache* (``_near.NearCache``): the request's
+   exact ``marshal`` bytes to the decision, for validated requests decided without errors and
+   without depending on the clock, with the same TTL; a hit skips steps 1-3.
 
 Usage::
 

@@ -78,6 +78,11 @@ class MemoryDecisionCache:
         """The most entries held."""
         return self._max
 
+    @property
+    def ttl(self) -> float:
+        """Seconds an entry lives when ``put`` is given no TTL."""
+        return self._ttl
+
     def get(self, key: str) -> bytes | None:
         """Return the bytes stored under ``key``, or ``None`` if absent or expired."""
         now = self._clock()

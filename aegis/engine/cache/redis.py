@@ -166,6 +166,11 @@ class RedisDecisionCache:
         self._breaker.success()
         return result
 
+    @property
+    def ttl(self) -> float:
+        """Seconds an entry lives when ``put`` is given no TTL."""
+        return self._ttl
+
     def get(self, key: str) -> bytes | None:
         """Return the decision bytes under ``key``, or ``None``.
 
