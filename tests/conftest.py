@@ -6,13 +6,22 @@ need them skip with a clear reason; with ``AEGIS_REQUIRE_SERVICES=1`` (CI) they 
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 _REQUIRE = os.environ.get("AEGIS_REQUIRE_SERVICES") == "1"
+
+# Compiled-set snapshots (aegis.engine._snapshot) of this run go to a private directory of
+# its own, never to the user's ~/.cache; subprocesses (`aegis serve` …) inherit it.
+_SNAPSHOTS = tempfile.mkdtemp(prefix="aegis-compiled-")
+os.environ["AEGIS_COMPILED_CACHE"] = _SNAPSHOTS
+atexit.register(shutil.rmtree, _SNAPSHOTS, True)
 
 
 def _unavailable(reason: str) -> None:

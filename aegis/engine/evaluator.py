@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import marshal
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from aegis.engine import _snapshot
 from aegis.engine._compiler import CompiledPolicySet, Ctx, prepare_request
 from aegis.engine.cache import (
     DEFAULT_TTL,
@@ -27,9 +29,10 @@ from aegis.engine.cache.memory import MemoryDecisionCache
 from aegis.engine.decision import Decision
 from aegis.engine.errors import CacheUnavailableError, EngineError, InvalidRequestError
 from aegis.engine.request import parse_request
+from aegis.lang._gc import paused_gc
 from aegis.lang.diagnostics import Severity
 from aegis.lang.errors import PolicyLoadError
-from aegis.lang.loader import PolicySet, load_paths, load_texts
+from aegis.lang.loader import PolicySet, load_texts, read_paths
 
 if TYPE_CHECKING:
     from aegis.engine.audit import AuditSink, Masker
@@ -177,7 +180,6 @@ class PolicyEngine:
         "_keys",
         "_masker",
         "_near",
-        "_policy_set",
         "_schema",
     )
 
@@ -191,12 +193,34 @@ class PolicyEngine:
         audit: AuditSink | None = None,
         audit_masker: Masker | None = None,
         audit_chain: str = "decisions",
+        compiled_cache: CompiledCacheSetting = True,
     ) -> None:
-        self._policy_set = policy_set
-        self._schema = _load_schema(schema)
-        if self._schema is not None:
-            _validate(policy_set, self._schema)
-        self._compiled = CompiledPolicySet(policy_set)
+        loaded_schema = _load_schema(schema)
+        if loaded_schema is not None:
+            _validate(policy_set, loaded_schema)
+        self._setup(
+            _compile(policy_set, _snapshot_store(compiled_cache)),
+            loaded_schema,
+            cache=cache,
+            cache_ttl=cache_ttl,
+            audit=audit,
+            audit_masker=audit_masker,
+            audit_chain=audit_chain,
+        )
+
+    def _setup(
+        self,
+        compiled: CompiledPolicySet,
+        schema: Schema | None,
+        *,
+        cache: DecisionCache | None = None,
+        cache_ttl: float | None = None,
+        audit: AuditSink | None = None,
+        audit_masker: Masker | None = None,
+        audit_chain: str = "decisions",
+    ) -> None:
+        self._schema = schema
+        self._compiled = compiled
         self._cache = cache
         self._cache_ttl = cache_ttl
         # INVARIANT: a memory cache does no I/O, so async callers may use it on the loop
@@ -224,7 +248,7 @@ class PolicyEngine:
             PolicyLoadError: the set does not load, or does not validate against the schema.
             SchemaError: the schema file is unreadable or malformed.
         """
-        return cls(load_paths(paths), schema=schema, **options)
+        return cls.from_texts(read_paths(paths), schema=schema, **options)
 
     @classmethod
     def from_texts(
@@ -232,10 +256,23 @@ class PolicyEngine:
     ) -> PolicyEngine:
         """An engine over policy texts given as ``{file name: source text}``.
 
+        A set compiled before from the same texts is restored from its snapshot (see
+        ``compiled_cache``) without parsing: its rules are parsed when first needed, and
+        :attr:`policy_set` when first asked for.
+
         Raises:
             PolicyLoadError: the set does not load, or does not validate against the schema.
             SchemaError: the schema file is unreadable or malformed.
         """
+        store = _snapshot_store(options.get("compiled_cache", True))
+        if schema is None and store is not None:
+            texts = dict(texts)
+            compiled = _restore(texts, store, None)
+            if compiled is not None:
+                engine = cls.__new__(cls)
+                options.pop("compiled_cache", None)
+                engine._setup(compiled, None, **options)
+                return engine
         return cls(load_texts(texts), schema=schema, **options)
 
     @classmethod
@@ -254,13 +291,13 @@ class PolicyEngine:
 
     @property
     def policy_set(self) -> PolicySet:
-        """The loaded policy set."""
-        return self._policy_set
+        """The loaded policy set (loaded now, for an engine restored from a snapshot)."""
+        return self._compiled.policy_set
 
     @property
     def version(self) -> str:
         """The policy set's content hash (spec §6), as every decision carries it."""
-        return self._policy_set.version
+        return self._compiled.version
 
     @property
     def schema(self) -> Schema | None:
@@ -282,7 +319,8 @@ class PolicyEngine:
         return self._counters.snapshot(near.hit_count() if near is not None else 0)
 
     def __repr__(self) -> str:
-        return f"PolicyEngine(rules={len(self._policy_set.rules)}, version={self.version[:12]})"
+        rules = self._compiled.rule_count
+        return f"PolicyEngine(rules={rules}, version={self.version[:12]})"
 
     # ------------------------------------------------------------------ evaluation
 
@@ -507,6 +545,51 @@ class PolicyEngine:
         ]
         self._audit.append(records)
         self._counters.add("audit_records", len(records))
+
+
+def _snapshot_store(setting: CompiledCacheSetting) -> _snapshot.SnapshotStore | None:
+    if setting is True:
+        return _snapshot.default_store()
+    if setting is False or setting is None:
+        return None
+    return _snapshot.SnapshotStore(setting)
+
+
+def _restore(
+    texts: Mapping[str, str], store: _snapshot.SnapshotStore, policy_set: PolicySet | None
+) -> CompiledPolicySet | None:
+    """The set compiled from ``texts``, restored from its snapshot, if there is a usable one."""
+    try:
+        key = _snapshot.snapshot_key(texts)
+    except OSError:  # the library's own sources are unreadable: no snapshots
+        return None
+    with paused_gc(sum(map(len, texts.values()))):
+        data = store.load(key)
+        if data is None:
+            return None
+        try:
+            return _snapshot.restore(data, texts, policy_set)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            store.discard(key, f"it does not restore ({type(exc).__name__}: {exc})")
+            return None
+
+
+def _compile(policy_set: PolicySet, store: _snapshot.SnapshotStore | None) -> CompiledPolicySet:
+    """Compile a loaded set, through its snapshot when it has one (and leave one if not)."""
+    texts = policy_set.sources
+    if (
+        store is None
+        or len(policy_set.rules) < _snapshot.MIN_RULES
+        or not texts
+        or set(texts) != {policy.name for policy in policy_set.files}
+    ):
+        return CompiledPolicySet(policy_set)
+    compiled = _restore(texts, store, policy_set)
+    if compiled is None:
+        compiled = CompiledPolicySet(policy_set)
+        with paused_gc(sum(map(len, texts.values()))), contextlib.suppress(OSError):
+            store.store(_snapshot.snapshot_key(texts), _snapshot.dump(compiled))
+    return compiled
 
 
 def _load_schema(schema: SchemaSource) -> Schema | None:
