@@ -159,6 +159,10 @@ def _number(value: object, where: _Where) -> Decimal:
     return value
 
 
+_EXIT: Final = object()
+"""A frame of :func:`normalize` that closes the container whose id it carries."""
+
+
 def normalize(value: object, where: str = "value") -> JsonValue:
     """Turn a request value (dict/list/str/int/float/bool/None) into the evaluation form.
 
@@ -185,9 +189,21 @@ def normalize(value: object, where: str = "value") -> JsonValue:
         (value, where, root, 0)
     ]
     finishers: list[tuple[list[JsonValue] | dict[str, JsonValue], int | str, list[JsonValue]]] = []
+    # INVARIANT: `open_` holds the ids of the containers on the path from the root to the item
+    # being converted; each container pushes an exit frame below its children, which closes
+    # it once they are done. A container met again while open is a cycle (JSON has none).
+    open_: set[int] = set()
     while stack:
         item, at, dest, slot = stack.pop()
         converted: JsonValue
+        if item is _EXIT:
+            open_.discard(slot)
+            continue
+        if isinstance(item, Mapping | list | tuple):
+            if id(item) in open_:
+                raise _fail(at, "contains itself (a cycle is not a JSON value)")
+            open_.add(id(item))
+            stack.append((_EXIT, at, root, id(item)))
         if item is None or isinstance(item, bool):
             converted = item
         elif isinstance(item, str):

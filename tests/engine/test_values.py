@@ -98,6 +98,36 @@ def test_normalize_survives_deep_nesting() -> None:
     assert json_equal(value, normalize({"d": deep}))
 
 
+def test_normalize_rejects_a_value_that_contains_itself() -> None:
+    """A cycle (possible in Python, never in JSON) is an error, not an endless copy."""
+    loop: list[object] = ["x"]
+    loop.append(loop)
+    with pytest.raises(NormalizeError, match=r"`resource\.l\[1\]` contains itself"):
+        normalize({"l": loop}, "resource")
+    mapping: dict[str, object] = {}
+    mapping["inner"] = {"back": mapping}
+    with pytest.raises(NormalizeError, match="contains itself"):
+        normalize(mapping)
+
+
+def test_normalize_accepts_a_value_shared_by_two_places() -> None:
+    shared = {"id": "p", "tags": ["a"]}
+    value = normalize({"principal": shared, "owner": shared, "again": [shared, shared]})
+    assert isinstance(value, Mapping)
+    assert json_equal(value["principal"], value["owner"])
+
+
+def test_an_engine_rejects_a_cyclic_request_at_once() -> None:
+    from aegis.engine import InvalidRequestError, PolicyEngine
+
+    engine = PolicyEngine.from_texts({"a.aegis": 'allow "a" { action == "a" }'})
+    roles: list[object] = []
+    roles.append(roles)
+    request = {"principal": {"roles": roles}, "action": "a", "resource": {}}
+    with pytest.raises(InvalidRequestError, match="contains itself"):
+        engine.evaluate(request)
+
+
 # ----------------------------------------------------------------------------- equality
 
 
