@@ -42,7 +42,6 @@ __all__ = ["EngineStats", "PolicyEngine", "SchemaSource"]
 
 _log = logging.getLogger("aegis.engine")
 _dumps: Callable[[Any, int], bytes] = marshal.dumps  # typeshed: only marshallables
-_NEAR_START = threading.Lock()  # taken once per engine, when its near cache is built
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +230,7 @@ class PolicyEngine:
         self._masker = audit_masker
         self._audit_chain = audit_chain
         self._counters = _Counters()
+        self._near = _near_cache(cache, cache_ttl, compiled.reads)
 
     # ------------------------------------------------------------------ construction
 
@@ -312,10 +312,7 @@ class PolicyEngine:
     @property
     def stats(self) -> EngineStats:
         """A snapshot of this engine's counters."""
-        try:
-            near = self._near
-        except AttributeError:
-            near = None
+        near = self._near
         return self._counters.snapshot(near.hit_count() if near is not None else 0)
 
     def __repr__(self) -> str:
@@ -348,10 +345,7 @@ class PolicyEngine:
         """
         if now is None:
             # The near cache (see _decide_near), inlined: this is the whole cost of a hit.
-            try:
-                near = self._near
-            except AttributeError:
-                near = self._start_near()
+            near = self._near
             if near is not None:
                 key: bytes | None
                 try:
@@ -411,33 +405,6 @@ class PolicyEngine:
 
     # ------------------------------------------------------------------ internals
 
-    _near: NearCache | None  # a slot set by _start_near on first use (never in __init__)
-
-    def _start_near(self) -> NearCache | None:
-        """Build the near cache on first use (``None``: the engine has no ``cache``).
-
-        Under a lock, so that racing first calls share one near cache (and its hit count).
-        """
-        with _NEAR_START:
-            try:
-                return self._near
-            except AttributeError:
-                pass
-            near = None
-            if self._cache is not None:
-                # the TTL the L2 entries get: ``cache_ttl``, else the backend's default
-                ttl = self._cache_ttl
-                if ttl is None:
-                    ttl = getattr(self._cache, "ttl", DEFAULT_TTL)
-                try:
-                    seconds = min(float(ttl), MAX_TTL)  # CACHE-1 whatever a backend accepts
-                except (TypeError, ValueError):
-                    seconds = 0.0
-                if seconds > 0:  # (NaN is not) a TTL the near cache can honour, else none
-                    near = NearCache(seconds, timeless=not reads_clock(self._compiled.reads))
-            self._near = near
-            return near
-
     def _near_lookup(
         self, request: Mapping[str, Any], now: datetime | None
     ) -> tuple[bytes | None, Decision | None]:
@@ -448,10 +415,7 @@ class PolicyEngine:
         """
         if now is not None:
             return None, None
-        try:
-            near = self._near
-        except AttributeError:
-            near = self._start_near()
+        near = self._near
         if near is None:
             return None, None
         try:
@@ -545,6 +509,23 @@ class PolicyEngine:
         ]
         self._audit.append(records)
         self._counters.add("audit_records", len(records))
+
+
+def _near_cache(
+    cache: DecisionCache | None, cache_ttl: float | None, reads: frozenset[tuple[str, ...]]
+) -> NearCache | None:
+    """The engine's near cache (``None``: the engine has no ``cache``, or no usable TTL)."""
+    if cache is None:
+        return None
+    # the TTL the L2 entries get: ``cache_ttl``, else the backend's default
+    ttl = cache_ttl if cache_ttl is not None else getattr(cache, "ttl", DEFAULT_TTL)
+    try:
+        seconds = min(float(ttl), MAX_TTL)  # CACHE-1 whatever a backend accepts
+    except (TypeError, ValueError):
+        return None
+    if not seconds > 0:  # (NaN is not) a TTL the near cache can honour
+        return None
+    return NearCache(seconds, timeless=not reads_clock(reads))
 
 
 def _snapshot_store(setting: CompiledCacheSetting) -> _snapshot.SnapshotStore | None:
