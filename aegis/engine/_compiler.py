@@ -30,8 +30,10 @@ from zoneinfo import ZoneInfo
 
 from aegis.engine._combine import Outcome, RuleResult, combine
 from aegis.engine._index import (
+    MEMO_SIZE,
     Pending,
     RuleIndex,
+    always,
     build_index,
     canonical_key,
     conjuncts,
@@ -647,10 +649,6 @@ def _ctx_of(request: Request) -> Ctx:
 # --------------------------------------------------------------------------- the set
 
 
-def _always(ctx: Ctx) -> Any:
-    return True
-
-
 def _compile_rule(rule: ast.Rule, proven: frozenset[int] = frozenset()) -> Fn:
     """A rule's conditions combined with `and` (§6); none: every request matches.
 
@@ -663,7 +661,7 @@ def _compile_rule(rule: ast.Rule, proven: frozenset[int] = frozenset()) -> Fn:
         for at, c in enumerate(conjuncts(rule))
         if at not in proven
     ]
-    return _conjunction(parts) if parts else _always
+    return _conjunction(parts) if parts else always
 
 
 RuleSource = PolicySet | Callable[[], PolicySet]
@@ -736,9 +734,11 @@ class CompiledPolicySet:
         self._outcomes = outcomes
         self.reads: frozenset[tuple[str, ...]] = reads
 
-    def _residual(self, member: int, proven: frozenset[int]) -> Pending:
-        rule_at = self._rule_at
-        return Pending(lambda: _compile_rule(rule_at(member), proven))
+    def _residual(self, member: int, proven: frozenset[int]) -> Fn:
+        rule = self._rule_at(member)
+        if len(proven) == len(conjuncts(rule)):
+            return always  # every conjunct proven by the index: nothing to compile
+        return Pending(partial(_compile_rule, rule, proven))
 
     @property
     def policy_set(self) -> PolicySet:
@@ -783,10 +783,30 @@ class CompiledPolicySet:
         ``request`` and ``now`` are kept only to give an erroring rule its exact message
         (from the reference interpreter).
         """
+        leaf, mask, exact = self._index.select(ctx)
+        if not mask:
+            return self._default_deny
+        # leaf.memo: per candidate mask, its bits, or the decision it always means
+        memo = leaf.memo
+        known = memo.get(mask)
+        if known is not None and type(known) is not tuple:
+            if exact:
+                return known  # type: ignore[no-any-return]
+            known = None
+        bits: tuple[int, ...] = known if known is not None else leaf.bits(mask)
+        if exact and mask & leaf.always == mask:
+            # every candidate's pins are proven and nothing else is left to test: they all
+            # match, so this mask always means this decision
+            members = leaf.members
+            decision = self._decision([members[b] for b in bits])
+            if known is not None or len(memo) < MEMO_SIZE:
+                memo[mask] = decision
+            return decision
+        if known is None and len(memo) < MEMO_SIZE:
+            memo[mask] = bits
         tests = self._tests
         matched: list[int] = []
         erred = False
-        leaf, bits, exact = self._index.select(ctx)
         members, residual = leaf.members, leaf.residual
         for bit in bits:
             position = members[bit]
@@ -800,13 +820,7 @@ class CompiledPolicySet:
         if not matched:
             return self._default_deny
         if not erred:
-            key = tuple(matched)
-            decision = self._decisions.get(key)
-            if decision is None:
-                decision = self._matches_only(matched)
-                if len(self._decisions) < _MEMO_SIZE:
-                    self._decisions[key] = decision
-            return decision
+            return self._decision(matched)
         # Some rule errored: the reference interpreter gives every erring rule its message.
         reference = parse_request(request, now)
         results: list[RuleResult] = []
@@ -818,6 +832,16 @@ class CompiledPolicySet:
                 results.append(evaluate_rule(rule, reference))
         return combine(results, self._version)
 
+
+    def _decision(self, matched: list[int]) -> Decision:
+        """The decision when exactly ``matched`` (ascending positions) matched, none erred."""
+        key = tuple(matched)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._matches_only(matched)
+            if len(self._decisions) < _MEMO_SIZE:
+                self._decisions[key] = decision
+        return decision
 
     def _matches_only(self, matched: list[int]) -> Decision:
         """Spec §6 when no rule errored: ``combine`` without its generality.

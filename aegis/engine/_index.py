@@ -28,8 +28,10 @@ from aegis.engine._values import MISSING as _MISSING
 from aegis.lang import ast
 
 __all__ = [
+    "MEMO_SIZE",
     "Pending",
     "RuleIndex",
+    "always",
     "build_index",
     "canonical_key",
     "conjuncts",
@@ -39,6 +41,8 @@ __all__ = [
 ]
 
 MAX_DIMENSIONS: Final = 12
+MEMO_SIZE: Final = 1024
+"""Candidate masks remembered per leaf (:attr:`_FlatIndex.memo`)."""
 MAX_RANGE_SPAN: Final = 1024
 
 Reader = Callable[[Any], Any]
@@ -193,6 +197,11 @@ Residual = Callable[[int, frozenset[int]], Callable[[Any], Any]]
 already proven."""
 
 
+def always(ctx: Any) -> bool:
+    """The test of a rule with no conjunct left to check (all proven, or none at all)."""
+    return True
+
+
 class Pending:
     """A rule test compiled on its first call, which then takes its place.
 
@@ -237,17 +246,18 @@ class RuleIndex:
 
     __slots__ = ()
 
-    def select(self, ctx: Any) -> tuple[_FlatIndex, list[int], bool]:
-        """The leaf index for this request, the candidates' bits in it, and whether every
-        pinned attribute read had a usable value (then each candidate's pins are proven, and
-        :attr:`_FlatIndex.residual` tests may replace the full ones)."""
+    def select(self, ctx: Any) -> tuple[_FlatIndex, int, bool]:
+        """The leaf index for this request, the candidates' mask in it (bit ``i`` is its
+        ``members[i]``), and whether every pinned attribute read had a usable value (then
+        each candidate's pins are proven, and :attr:`_FlatIndex.residual` tests may replace
+        the full ones)."""
         raise NotImplementedError
 
     def candidates(self, ctx: Any) -> list[int]:
         """Positions of the rules that may match (or error on) this request, ascending."""
-        leaf, bits, _ = self.select(ctx)
+        leaf, mask, _ = self.select(ctx)
         members = leaf.members
-        return [members[b] for b in bits]
+        return [members[b] for b in leaf.bits(mask)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,8 +269,13 @@ class _FlatIndex(RuleIndex):
     members: tuple[int, ...]
     residual: list[Callable[[Any], Any]]  # INVARIANT: only Pending tests replace themselves
     residual_keys: tuple[tuple[int, frozenset[int]], ...]  # (member, proven conjuncts)
+    always: int = 0
+    """Members whose residual test is :func:`always`: proven pins decide them alone."""
+    memo: dict[int, Any] = field(default_factory=dict, compare=False)
+    """Per candidate mask: its bits, or (for an exact selection of ``always`` members
+    only) the whole decision, filled by the compiled set (bounded by :data:`MEMO_SIZE`)."""
 
-    def select(self, ctx: Any) -> tuple[_FlatIndex, list[int], bool]:
+    def select(self, ctx: Any) -> tuple[_FlatIndex, int, bool]:
         every = self.everything
         mask = every
         exact = True
@@ -270,13 +285,17 @@ class _FlatIndex(RuleIndex):
                 exact = False
             mask &= found
             if not mask:
-                return self, [], exact
+                break
+        return self, mask, exact
+
+    def bits(self, mask: int) -> tuple[int, ...]:
+        """The set bits of ``mask``, ascending."""
         out: list[int] = []
         while mask:
             low = mask & -mask
             out.append(low.bit_length() - 1)
             mask ^= low
-        return self, out, exact
+        return tuple(out)
 
 
 @dataclass(slots=True)
@@ -300,14 +319,14 @@ class _ShardedIndex(RuleIndex):
     proven: frozenset[_Ident]
     flat: _FlatIndex | None = None
 
-    def select(self, ctx: Any) -> tuple[_FlatIndex, list[int], bool]:
+    def select(self, ctx: Any) -> tuple[_FlatIndex, int, bool]:
         value = self.read(ctx)
         if value is _MISSING:
             if self.flat is None:
                 # INVARIANT: building is pure, so two threads racing here build equal indexes
                 self.flat = self.make_flat()
-            leaf, bits, _ = self.flat.select(ctx)
-            return leaf, bits, False
+            leaf, mask, _ = self.flat.select(ctx)
+            return leaf, mask, False
         key = value if type(value) is str else canonical_key(value)
         index = self.unpinned if key is None else self.shards.get(key, self.unpinned)
         return index.select(ctx)
@@ -495,6 +514,7 @@ class _Builder:
             tuple(members),
             residual,
             residual_keys,
+            _mask([bit for bit, test in enumerate(residual) if test is always], size),
         )
 
 

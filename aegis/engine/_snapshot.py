@@ -52,6 +52,7 @@ from aegis.engine._index import (
     _FlatIndex,
     _Ident,
     _ShardedIndex,
+    always,
     fallback_flat,
     placed,
 )
@@ -75,7 +76,7 @@ __all__ = [
 
 _log = logging.getLogger("aegis.engine")
 
-FORMAT: Final = 1
+FORMAT: Final = 2
 """The snapshot format; part of the key, so a new format never reads an old file."""
 
 MAX_ENTRIES: Final = 64
@@ -160,6 +161,7 @@ def _dump_index(node: RuleIndex) -> dict[str, Any]:
             "everything": _hex(node.everything),
             "members": list(node.members),
             "residual": [[member, sorted(proven)] for member, proven in node.residual_keys],
+            "always": _hex(node.always),
         }
     assert isinstance(node, _ShardedIndex)
     return {
@@ -371,18 +373,27 @@ def _load_index(
         raise ValueError("bad index member")
     if everything != (1 << len(members)) - 1:
         raise ValueError("bad index mask")
+    always_mask = int(raw["always"], 16)
+    if always_mask & ~everything:
+        raise ValueError("bad index mask")
     residual_keys = []
     tests: list[Callable[[Any], Any]] = []
-    for member, proof in raw["residual"]:
+    for bit, (member, proof) in enumerate(raw["residual"]):
         key = (int(member), frozenset(int(p) for p in proof))
-        test = residuals.get(key)
-        if test is None:
-            test = residuals[key] = Pending(_compile_at(rule_at, key[0], key[1]))
+        test: Callable[[Any], Any] | None
+        if always_mask >> bit & 1:
+            test = always  # the index proves every conjunct: nothing to compile
+        else:
+            test = residuals.get(key)
+            if test is None:
+                test = residuals[key] = Pending(_compile_at(rule_at, key[0], key[1]))
         residual_keys.append(key)
         tests.append(test)
     if [m for m, _ in residual_keys] != list(members):
         raise ValueError("residual tests do not follow the members")
-    return _FlatIndex(tuple(dimensions), everything, members, placed(tests), tuple(residual_keys))
+    return _FlatIndex(
+        tuple(dimensions), everything, members, placed(tests), tuple(residual_keys), always_mask
+    )
 
 
 # --------------------------------------------------------------------------- the store
