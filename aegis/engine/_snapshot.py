@@ -59,7 +59,7 @@ from aegis.engine._index import (
 from aegis.engine.errors import EngineError
 from aegis.lang import ast
 from aegis.lang._fastparse import fast_parse_rule
-from aegis.lang.loader import PolicySet, load_texts
+from aegis.lang.loader import PolicySet, content_key, load_texts
 
 __all__ = [
     "ENV_VAR",
@@ -112,13 +112,8 @@ def snapshot_key(texts: Mapping[str, str]) -> str:
     Raises:
         OSError: the library's own source files cannot be read (no snapshots then).
     """
-    digest = hashlib.sha256(f"{_MAGIC.decode()} {FORMAT} {code_fingerprint()}\n".encode())
-    for name in sorted(texts):
-        for part in (name, texts[name]):
-            data = part.encode("utf-8", "surrogatepass")
-            digest.update(len(data).to_bytes(8, "big"))
-            digest.update(data)
-    return digest.hexdigest()
+    header = f"{_MAGIC.decode()} {FORMAT} {code_fingerprint()} {content_key(texts)}"
+    return hashlib.sha256(header.encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- dump

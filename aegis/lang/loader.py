@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,6 +27,7 @@ from aegis.lang.formatter import format_rule, format_string
 __all__ = [
     "PolicySet",
     "collect_policy_files",
+    "content_key",
     "load_paths",
     "load_texts",
     "parse_policy",
@@ -128,12 +130,47 @@ def parse_policy(text: str, file: str = "<string>") -> ast.PolicyFile:
     return tree
 
 
+_LOADED_SETS = 8
+"""Policy sets remembered by content (see :func:`load_texts`)."""
+_loaded: dict[str, PolicySet] = {}
+_loaded_lock = threading.Lock()
+
+
+def content_key(texts: Mapping[str, str]) -> str:
+    """SHA-256 of file names and texts (length-prefixed: no two different mappings share it)."""
+    digest = hashlib.sha256()
+    for name in sorted(texts):
+        for part in (name, texts[name]):
+            data = part.encode("utf-8", "surrogatepass")
+            digest.update(len(data).to_bytes(8, "big"))
+            digest.update(data)
+    return digest.hexdigest()
+
+
 def load_texts(texts: Mapping[str, str]) -> PolicySet:
     """Load a policy set from ``{file name: source text}``.
+
+    Sets are immutable, so the last few loaded are remembered by the SHA-256 of their file
+    names and texts: loading the same content again (a store re-reading unchanged files, a
+    second engine over the same policies) returns the same set without parsing or hashing
+    its rules again.
 
     Raises:
         PolicyLoadError: with every diagnostic of every file; nothing is loaded.
     """
+    key = content_key(texts)
+    known = _loaded.get(key)
+    if known is not None:
+        return known
+    loaded = _load_texts(texts)
+    with _loaded_lock:
+        _loaded[key] = loaded
+        while len(_loaded) > _LOADED_SETS:
+            del _loaded[next(iter(_loaded))]  # the oldest remembered set
+    return loaded
+
+
+def _load_texts(texts: Mapping[str, str]) -> PolicySet:
     files: list[ast.PolicyFile] = []
     diagnostics: list[Diagnostic] = []
     with paused_gc(sum(map(len, texts.values()))):

@@ -290,3 +290,22 @@ def test_INP5_a_five_mebibyte_file_gives_a_clear_diagnostic_quickly() -> None:
 def test_parentheses_inside_strings_and_comments_do_not_count() -> None:
     text = 'allow "a" { resource.a == "' + "(" * 100 + '" }  # ' + "(" * 100
     assert parse_policy(text).rules[0].name == "a"
+
+
+def test_loading_the_same_content_again_returns_the_same_set() -> None:
+    texts = {"a.aegis": 'allow "a" { action == "a" }', "b.aegis": 'deny "b" { action == "b" }'}
+    first = load_texts(texts)
+    assert load_texts(dict(reversed(list(texts.items())))) is first  # order does not matter
+    other = load_texts({**texts, "b.aegis": 'deny "b" { action == "c" }'})
+    assert other is not first
+    assert other.version != first.version
+    renamed = load_texts({"x.aegis": texts["a.aegis"], "b.aegis": texts["b.aegis"]})
+    assert renamed is not first  # file names are part of the set (spans, diagnostics)
+    assert renamed.version == first.version  # …but not of its version (spec §6)
+
+
+def test_a_set_that_does_not_load_fails_every_time() -> None:
+    texts = {"bad.aegis": 'allow "a" { action == }'}
+    for _ in range(2):
+        with pytest.raises(PolicyLoadError):
+            load_texts(texts)
