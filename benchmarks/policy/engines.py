@@ -20,6 +20,7 @@ engine it skipped) when one of them is not installed.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -78,6 +79,16 @@ def aegis_source(workload: Workload) -> str:
     return "\n\n".join(out) + "\n"
 
 
+def _forget_loaded_sets() -> None:
+    """Drop the sets and parse trees this process remembers by content (``aegis.lang``), so
+    that the next load is a load from the texts, as in a new process."""
+    from aegis.lang import loader
+
+    loader._loaded.clear()
+    loader._parse_cached.cache_clear()
+    gc.collect()
+
+
 class AegisAdapter(Adapter):
     """``aegis.PolicyEngine`` (whatever evaluator it runs: reference or compiled)."""
 
@@ -91,6 +102,9 @@ class AegisAdapter(Adapter):
         if name is not None:
             self.name = name
         self.engine: Any = None
+
+    def before_load(self, workload: Workload) -> None:
+        _forget_loaded_sets()
 
     def load(self, workload: Workload) -> None:
         texts = {"workload.aegis": aegis_source(workload)}
@@ -134,13 +148,12 @@ class AegisSnapshotAdapter(AegisAdapter):
 
     def before_load(self, workload: Workload) -> None:
         from aegis.engine import PolicyEngine
-        from aegis.lang import loader
 
         texts = {"workload.aegis": aegis_source(workload)}
         PolicyEngine.from_texts(texts, compiled_cache=self._directory)
-        # the timed load must not find this load's parse trees in the process (a set too
-        # small for a snapshot is then parsed again, as in a new process)
-        loader._parse_cached.cache_clear()
+        # the timed load must not find this load's set or parse trees in the process (a set
+        # too small for a snapshot is then parsed again, as in a new process)
+        _forget_loaded_sets()
 
     def load(self, workload: Workload) -> None:
         from aegis.engine import PolicyEngine

@@ -217,6 +217,7 @@ def _time_interleaved(
 
 def _heap(adapter: Adapter, workload: Workload) -> float:
     adapter.close()
+    adapter.before_load(workload)
     gc.collect()
     tracemalloc.start()
     try:
