@@ -11,11 +11,11 @@ The policy set itself (every rule's syntax tree) is loaded only if someone asks 
 
 A snapshot is found by the SHA-256 of the format, the library's own code (every source file
 of ``aegis.lang`` and ``aegis.engine``) and every policy file's name and text, so any change
-of any of them misses. It is plain data — JSON, never a pickle or
-code — read back under checks:
+of any of them misses. It is plain data — JSON, never a pickle or code — read back under
+checks:
 
-* the directory must belong to the process's user and be writable by nobody else (
-  otherwise it is not used at all, and that is logged once), as an attacker who could plant
+* the directory must belong to the process's user and be writable by nobody else
+  (otherwise it is not used at all, and that is logged once), as an attacker who could plant
   a snapshot there could change what the index selects;
 * the file carries the SHA-256 of its payload and the key it was written for; anything that
   does not match, parse or restore is ignored (and removed), and the set is compiled from its
