@@ -657,15 +657,26 @@ def _compile_rule(rule: ast.Rule, proven: frozenset[int] = frozenset()) -> Fn:
     ``true and x`` is ``x``.
     """
     parts = [
-        compile_truth(c, rule.timezone)
-        for at, c in enumerate(conjuncts(rule))
-        if at not in proven
+        compile_truth(c, rule.timezone) for at, c in enumerate(conjuncts(rule)) if at not in proven
     ]
     return _conjunction(parts) if parts else always
 
 
 RuleSource = PolicySet | Callable[[], PolicySet]
 """A compiled set's source: the loaded set, or how to load it when first asked for."""
+
+
+def compile_at(rule_at: Callable[[int], ast.Rule], position: int, proven: frozenset[int]) -> Fn:
+    """The test of the rule at ``position``, without its ``proven`` conjuncts."""
+    return _compile_rule(rule_at(position), proven)
+
+
+def _residual(rule_at: Callable[[int], ast.Rule], member: int, proven: frozenset[int]) -> Fn:
+    """A leaf's test of a rule (the index's ``residual`` factory): :func:`always` when the
+    index proves every conjunct, else compiled on first use."""
+    if len(proven) == len(conjuncts(rule_at(member))):
+        return always  # nothing to compile
+    return Pending(partial(compile_at, rule_at, member, proven))
 
 
 class CompiledPolicySet:
@@ -697,16 +708,16 @@ class CompiledPolicySet:
 
     def _build(self, policy_set: PolicySet) -> None:
         rules = policy_set.rules
-        self._source: RuleSource = policy_set
-        self._rule_at: Callable[[int], ast.Rule] = rules.__getitem__
-        self._tests = placed([Pending(partial(_compile_rule, rule)) for rule in rules])
-        self._index: RuleIndex = build_index(rules, _path_reader, self._residual)
+        rule_at = rules.__getitem__
         reads: set[tuple[str, ...]] = set()
         for rule in rules:
             reads |= _reads(rule)
-        self._finish(
-            policy_set.version,
-            tuple(
+        self._assemble(
+            policy_set,
+            rule_at=rule_at,
+            index=build_index(rules, _path_reader, partial(_residual, rule_at)),
+            version=policy_set.version,
+            outcomes=tuple(
                 (
                     rule.name,
                     rule.effect == "deny",
@@ -716,15 +727,44 @@ class CompiledPolicySet:
                 )
                 for rule in rules
             ),
-            frozenset(reads),
+            reads=frozenset(reads),
         )
 
-    def _finish(
+    @classmethod
+    def restored(
+        cls,
+        source: RuleSource,
+        *,
+        rule_at: Callable[[int], ast.Rule],
+        index: RuleIndex,
+        version: str,
+        outcomes: tuple[tuple[str, bool, str], ...],
+        reads: frozenset[tuple[str, ...]],
+    ) -> CompiledPolicySet:
+        """A compiled set from parts kept by a snapshot (:mod:`aegis.engine._snapshot`):
+        ``rule_at(position)`` gives a rule when one is first needed."""
+        compiled = object.__new__(cls)
+        compiled._assemble(
+            source, rule_at=rule_at, index=index, version=version, outcomes=outcomes, reads=reads
+        )
+        return compiled
+
+    def _assemble(
         self,
+        source: RuleSource,
+        *,
+        rule_at: Callable[[int], ast.Rule],
+        index: RuleIndex,
         version: str,
         outcomes: tuple[tuple[str, bool, str], ...],
         reads: frozenset[tuple[str, ...]],
     ) -> None:
+        self._source = source
+        self._rule_at = rule_at
+        self._tests = placed(
+            [Pending(partial(compile_at, rule_at, i, frozenset())) for i in range(len(outcomes))]
+        )
+        self._index = index
         self._version = version
         self._default_deny = combine((), version)  # §6.3, when nothing matches
         # Decisions are immutable and determined by which rules matched (when none errored):
@@ -732,13 +772,7 @@ class CompiledPolicySet:
         self._decisions: dict[tuple[int, ...], Decision] = {}
         # per rule, what a match contributes: (name, is deny, the reason it gives if first)
         self._outcomes = outcomes
-        self.reads: frozenset[tuple[str, ...]] = reads
-
-    def _residual(self, member: int, proven: frozenset[int]) -> Fn:
-        rule = self._rule_at(member)
-        if len(proven) == len(conjuncts(rule)):
-            return always  # every conjunct proven by the index: nothing to compile
-        return Pending(partial(_compile_rule, rule, proven))
+        self.reads = reads
 
     @property
     def policy_set(self) -> PolicySet:
@@ -832,7 +866,6 @@ class CompiledPolicySet:
                 results.append(evaluate_rule(rule, reference))
         return combine(results, self._version)
 
-
     def _decision(self, matched: list[int]) -> Decision:
         """The decision when exactly ``matched`` (ascending positions) matched, none erred."""
         key = tuple(matched)
@@ -885,4 +918,3 @@ def _matched(rule: ast.Rule) -> RuleResult:
 def compile_policy_set(policy_set: PolicySet) -> CompiledPolicySet:
     """Compile a loaded set (see :class:`CompiledPolicySet`)."""
     return CompiledPolicySet(policy_set)
-

@@ -40,11 +40,11 @@ import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Final
 
-from aegis.engine._compiler import CompiledPolicySet, RuleSource, _compile_rule, _path_reader
+from aegis.engine._compiler import CompiledPolicySet, RuleSource, _path_reader, compile_at
 from aegis.engine._index import (
     Pending,
     RuleIndex,
@@ -279,7 +279,6 @@ def restore(
     locations = data["locations"]
     if len(locations) != len(outcomes):
         raise ValueError("snapshot rules and locations differ in number")
-    compiled = object.__new__(CompiledPolicySet)
     source: RuleSource
     if policy_set is not None:
         if policy_set.version != version or len(policy_set.rules) != len(outcomes):
@@ -289,16 +288,12 @@ def restore(
     else:
         source = _Materialize(texts)
         rule_at = _Rules(texts, locations, outcomes, source)
-    compiled._source = source
-    compiled._rule_at = rule_at
-    compiled._tests = placed(
-        [Pending(_compile_at(rule_at, i, frozenset())) for i in range(len(outcomes))]
-    )
     residuals: dict[tuple[int, frozenset[int]], Pending] = {}
-    compiled._index = _load_index(data["index"], rule_at, residuals, len(outcomes))
+    index = _load_index(data["index"], rule_at, residuals, len(outcomes))
     reads = frozenset(tuple(str(step) for step in path) for path in data["reads"])
-    compiled._finish(version, outcomes, reads)
-    return compiled
+    return CompiledPolicySet.restored(
+        source, rule_at=rule_at, index=index, version=version, outcomes=outcomes, reads=reads
+    )
 
 
 class _Materialize:
@@ -316,12 +311,6 @@ class _Materialize:
             if self._set is None:
                 self._set = load_texts(self._texts)
             return self._set
-
-
-def _compile_at(
-    rule_at: Callable[[int], ast.Rule], position: int, proven: frozenset[int]
-) -> Callable[[], Callable[[Any], Any]]:
-    return lambda: _compile_rule(rule_at(position), proven)
 
 
 def _load_index(
@@ -381,7 +370,7 @@ def _load_index(
         else:
             test = residuals.get(key)
             if test is None:
-                test = residuals[key] = Pending(_compile_at(rule_at, key[0], key[1]))
+                test = residuals[key] = Pending(partial(compile_at, rule_at, key[0], key[1]))
         residual_keys.append(key)
         tests.append(test)
     if [m for m, _ in residual_keys] != list(members):
