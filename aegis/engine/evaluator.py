@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import marshal
@@ -194,18 +193,32 @@ class PolicyEngine:
         audit_chain: str = "decisions",
         compiled_cache: CompiledCacheSetting = True,
     ) -> None:
-        loaded_schema = _load_schema(schema)
-        if loaded_schema is not None:
-            _validate(policy_set, loaded_schema)
-        self._setup(
-            _compile(policy_set, _snapshot_store(compiled_cache)),
-            loaded_schema,
+        self._build(
+            policy_set,
+            schema,
+            _snapshot_store(compiled_cache),
             cache=cache,
             cache_ttl=cache_ttl,
             audit=audit,
             audit_masker=audit_masker,
             audit_chain=audit_chain,
         )
+
+    def _build(
+        self,
+        policy_set: PolicySet,
+        schema: SchemaSource,
+        store: _snapshot.SnapshotStore | None,
+        *,
+        missed: str | None = None,
+        **options: Any,
+    ) -> None:
+        """Validate, compile (through ``store``; ``missed``: a snapshot key already looked up
+        in vain) and set the engine up with ``options``."""
+        loaded_schema = _load_schema(schema)
+        if loaded_schema is not None:
+            _validate(policy_set, loaded_schema)
+        self._setup(_compile(policy_set, store, missed), loaded_schema, **options)
 
     def _setup(
         self,
@@ -264,16 +277,18 @@ class PolicyEngine:
             PolicyLoadError: the set does not load, or does not validate against the schema.
             SchemaError: the schema file is unreadable or malformed.
         """
-        store = _snapshot_store(options.get("compiled_cache", True))
+        store = _snapshot_store(options.pop("compiled_cache", True))
+        engine = cls.__new__(cls)
+        key = None
         if schema is None and store is not None:
             texts = dict(texts)
-            compiled = _restore(texts, store, None)
+            key = _key(texts)
+            compiled = _restore(key, texts, store, None) if key is not None else None
             if compiled is not None:
-                engine = cls.__new__(cls)
-                options.pop("compiled_cache", None)
                 engine._setup(compiled, None, **options)
                 return engine
-        return cls(load_texts(texts), schema=schema, **options)
+        engine._build(load_texts(texts), schema, store, missed=key, **options)
+        return engine
 
     @classmethod
     def from_policy_set(
@@ -536,14 +551,19 @@ def _snapshot_store(setting: CompiledCacheSetting) -> _snapshot.SnapshotStore | 
     return _snapshot.SnapshotStore(setting)
 
 
+def _key(texts: Mapping[str, str]) -> str | None:
+    """The snapshot key of ``texts`` (``None``: the library's own sources are unreadable, so
+    there are no snapshots)."""
+    try:
+        return _snapshot.snapshot_key(texts)
+    except OSError:
+        return None
+
+
 def _restore(
-    texts: Mapping[str, str], store: _snapshot.SnapshotStore, policy_set: PolicySet | None
+    key: str, texts: Mapping[str, str], store: _snapshot.SnapshotStore, policy_set: PolicySet | None
 ) -> CompiledPolicySet | None:
     """The set compiled from ``texts``, restored from its snapshot, if there is a usable one."""
-    try:
-        key = _snapshot.snapshot_key(texts)
-    except OSError:  # the library's own sources are unreadable: no snapshots
-        return None
     with paused_gc(sum(map(len, texts.values()))):
         data = store.load(key)
         if data is None:
@@ -555,8 +575,13 @@ def _restore(
             return None
 
 
-def _compile(policy_set: PolicySet, store: _snapshot.SnapshotStore | None) -> CompiledPolicySet:
-    """Compile a loaded set, through its snapshot when it has one (and leave one if not)."""
+def _compile(
+    policy_set: PolicySet, store: _snapshot.SnapshotStore | None, missed: str | None = None
+) -> CompiledPolicySet:
+    """Compile a loaded set, through its snapshot when it has one (and leave one if not).
+
+    ``missed``: the set's snapshot key, already looked up without success.
+    """
     texts = policy_set.sources
     if (
         store is None
@@ -565,11 +590,14 @@ def _compile(policy_set: PolicySet, store: _snapshot.SnapshotStore | None) -> Co
         or set(texts) != {policy.name for policy in policy_set.files}
     ):
         return CompiledPolicySet(policy_set)
-    compiled = _restore(texts, store, policy_set)
+    key = missed if missed is not None else _key(texts)
+    if key is None:
+        return CompiledPolicySet(policy_set)
+    compiled = None if missed is not None else _restore(key, texts, store, policy_set)
     if compiled is None:
         compiled = CompiledPolicySet(policy_set)
-        with paused_gc(sum(map(len, texts.values()))), contextlib.suppress(OSError):
-            store.store(_snapshot.snapshot_key(texts), _snapshot.dump(compiled))
+        with paused_gc(sum(map(len, texts.values()))):
+            store.store(key, _snapshot.dump(compiled))
     return compiled
 
 
