@@ -44,7 +44,14 @@ from aegis.engine._reference import evaluate_rule
 from aegis.engine._values import MISSING, glob_match
 from aegis.engine.decision import Decision
 from aegis.engine.errors import EngineError
-from aegis.engine.request import Request, _check_now, parse_request, parse_time, time_view
+from aegis.engine.request import (
+    Request,
+    _check_now,
+    as_document,
+    parse_request,
+    parse_time,
+    time_view,
+)
 from aegis.lang import ast
 from aegis.lang._gc import paused_gc
 from aegis.lang.loader import PolicySet
@@ -606,12 +613,14 @@ def _cached_time(value: str | int) -> datetime:
     return parse_time(value)
 
 
-def prepare_request(data: Any, now: datetime | None) -> Ctx:
+def prepare_request(data: Any, now: datetime | None, read: bool = True) -> Ctx:
     """Validate a request (spec §4) cheaply and give the closures' view of it.
 
-    Plain JSON (dicts, lists, strings, numbers) is read as it is, without a copy; anything
-    unusual goes through the reference parser, which normalises it or raises the exact
-    :class:`~aegis.engine.errors.InvalidRequestError`.
+    Plain JSON (dicts, lists, strings, numbers) is read as it is, without a copy; a request
+    with Python values that have a JSON form (tuples, UUIDs, enum members) is read as its
+    JSON document (:func:`~aegis.engine.request.as_document`; ``read=False``: ``data`` is
+    such a document already); anything else goes through the reference parser, which
+    normalises it or raises the exact :class:`~aegis.engine.errors.InvalidRequestError`.
     """
     if (
         type(data) is dict
@@ -633,6 +642,10 @@ def prepare_request(data: Any, now: datetime | None) -> Ctx:
         else:
             instant = _check_now(now)
         return (data["principal"], data["action"], data["resource"], context, _Clock(instant))
+    if read:
+        document = as_document(data)
+        if document is not data:
+            return prepare_request(document, now, read=False)
     return _ctx_of(parse_request(data, now))
 
 

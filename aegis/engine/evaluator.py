@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import marshal
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
+
+import orjson
 
 from aegis.engine import _snapshot
 from aegis.engine._compiler import CompiledPolicySet, Ctx, prepare_request
@@ -23,11 +24,17 @@ from aegis.engine.cache import (
     KeyBuilder,
     encode_decision,
 )
-from aegis.engine.cache._near import MAX_KEY_BYTES, NearCache, carries_time, reads_clock
+from aegis.engine.cache._near import (
+    MAX_KEY_BYTES,
+    NearCache,
+    carries_time,
+    near_key,
+    reads_clock,
+)
 from aegis.engine.cache.memory import MemoryDecisionCache
 from aegis.engine.decision import Decision
 from aegis.engine.errors import CacheUnavailableError, EngineError, InvalidRequestError
-from aegis.engine.request import parse_request
+from aegis.engine.request import DOCUMENT_OPTIONS, as_document, parse_request
 from aegis.lang._gc import paused_gc
 from aegis.lang.diagnostics import Severity
 from aegis.lang.errors import PolicyLoadError
@@ -40,7 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["EngineStats", "PolicyEngine", "SchemaSource"]
 
 _log = logging.getLogger("aegis.engine")
-_dumps: Callable[[Any, int], bytes] = marshal.dumps  # typeshed: only marshallables
+_write = orjson.dumps  # the near cache's key: the request's JSON document (DOCUMENT_OPTIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,29 +361,30 @@ class PolicyEngine:
             AuditError: an audit sink is configured and the record could not be written;
                 no decision is returned.
 
-        With a ``cache``, a request seen before byte for byte (and decided cleanly, without
-        depending on the clock) is answered from the engine's near cache without being
-        validated or keyed again; see ``docs/caching.md``.
+        With a ``cache``, a request seen before as the same JSON text (and decided cleanly,
+        without depending on the clock) is answered from the engine's near cache without
+        being validated or keyed again; see ``docs/caching.md``.
         """
-        if now is None:
+        near = self._near
+        if now is None and near is not None:
             # The near cache (see _decide_near), inlined: this is the whole cost of a hit.
-            near = self._near
-            if near is not None:
-                key: bytes | None
-                try:
-                    key = _dumps(request, 2)
-                except ValueError:  # not plain data: no key, the full path decides
-                    key = entry = None
-                else:
-                    entry = near.lookup(key)
+            key: bytes | None
+            try:
+                key = text = _write(request, None, DOCUMENT_OPTIONS)
+            except TypeError:  # no JSON document: no key, the full path decides
+                key = None
+            else:
+                entry = near.lookup(text)
                 if entry is not None and entry[0] > near.clock():
                     next(near.hits)
-                    decision = entry[1]
-                else:
-                    decision = self._decide(request, None, key)
-                if self._audit is not None:
-                    self._record([(request, decision)])
-                return decision
+                    if self._audit is None:
+                        return entry[1]
+                    self._record([(request, entry[1])])
+                    return entry[1]
+            decision = self._decide(request, None, key)
+            if self._audit is not None:
+                self._record([(request, decision)])
+            return decision
         decision = self._decide(request, now)
         if self._audit is not None:
             self._record([(request, decision)])
@@ -433,10 +441,7 @@ class PolicyEngine:
         near = self._near
         if near is None:
             return None, None
-        try:
-            key = _dumps(request, 2)
-        except ValueError:
-            return None, None
+        key = near_key(request)
         return key, near.get(key)
 
     def _decide_near(self, request: Mapping[str, Any], now: datetime | None) -> Decision:
@@ -451,8 +456,9 @@ class PolicyEngine:
         """Decide on the full path; ``near_key`` (the request's bytes, taken before) lets the
         decision into the near cache when the near-cache rule allows it."""
         if self._schema is not None:
-            parse_request(request, now=now)  # spec §4 first: an invalid request is not judged
-            problems = self._schema.check_request(request)
+            document = as_document(request)  # the request as every path reads it
+            parse_request(document, now=now, read=False)  # spec §4 first: invalid is not judged
+            problems = self._schema.check_request(document)
             if problems:
                 raise InvalidRequestError(
                     "the request does not conform to the schema: " + "; ".join(problems)
@@ -475,15 +481,11 @@ class PolicyEngine:
         near = self._near
         if near is None or len(key) > MAX_KEY_BYTES:
             return
-        if not (near.timeless or carries_time(request)):
+        if not (near.timeless or carries_time(request, key)):
             return
-        try:
-            # the request may have changed under us (another thread): only what we decided
-            if _dumps(request, 2) != key:
-                return
-        except ValueError:
-            return
-        near.put(key, decision)
+        # the request may have changed under us (another thread): only what we decided
+        if near_key(request) == key:
+            near.put(key, decision)
 
     def _cached(self, ctx: Ctx, request: Mapping[str, Any], now: datetime | None) -> Decision:
         assert self._cache is not None

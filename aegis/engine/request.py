@@ -21,19 +21,32 @@ Usage::
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from enum import Enum
 from types import MappingProxyType
 from typing import Final
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from aegis.engine._values import JsonValue, NormalizeError, normalize, safe_repr, show
 from aegis.engine.errors import InvalidRequestError
 
-__all__ = ["TIME_ATTRIBUTES", "Request", "parse_request", "parse_time", "time_view"]
+__all__ = [
+    "DOCUMENT_OPTIONS",
+    "TIME_ATTRIBUTES",
+    "Request",
+    "as_document",
+    "parse_request",
+    "parse_time",
+    "time_view",
+    "write_document",
+]
 
 TIME_ATTRIBUTES: Final = (
     "year",
@@ -68,6 +81,64 @@ _LATEST: Final = datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=UTC)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _LOWEST_EPOCH: Final = Decimal(int((_EARLIEST - _EPOCH).total_seconds()))
 _HIGHEST_EPOCH: Final = Decimal(int((_LATEST - _EPOCH).total_seconds()))
+
+
+DOCUMENT_OPTIONS: Final = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+"""The ``orjson.dumps`` options a request's JSON document is written with: a subclass of a JSON
+type, a dataclass or a datetime is not written (``orjson`` raises), so a request holding one has
+no document and is read by :func:`~aegis.engine._values.normalize` instead."""
+
+
+def write_document(data: object) -> bytes | None:
+    """The JSON text ``orjson`` writes for ``data`` (see :func:`as_document`), or ``None`` when
+    it writes none: a type it does not write natively (``Decimal``, a ``Mapping`` that is not
+    a ``dict``, a subclass, ...), a non-string key, an integer beyond 64 bits, a lone
+    surrogate, nesting deeper than 254 (a cycle)."""
+    try:
+        return orjson.dumps(data, None, DOCUMENT_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError
+        return None
+
+
+def as_document(data: object) -> object:
+    """``data`` read as the JSON document ``orjson`` writes for it, or ``data`` itself.
+
+    Python callers may hand the engine values that are not JSON but have one JSON form, the
+    one ``orjson`` writes: a ``tuple`` (an array), a ``uuid.UUID`` (its string), an enum
+    member (its value), an ``orjson.Fragment`` (the JSON text it holds, in place). A request
+    is read as that document, on every path: the near cache keys a request by the same text
+    (:mod:`aegis.engine.cache._near`), so a request and its document are one request.
+
+    ``data`` itself is returned when there is no such document (:func:`write_document`), when
+    it holds a number that is not finite (``orjson`` writes NaN as ``null``; the reader
+    rejects it), or when a fragment makes the text invalid JSON; the reference reader
+    (:func:`parse_request`) then accepts or rejects it as before.
+    """
+    text = write_document(data)
+    if text is None or (b"null" in text and not _finite(data)):
+        return data
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # a fragment that does not hold JSON
+        return data
+
+
+def _finite(value: object) -> bool:
+    """No float in ``value`` is NaN or infinite (``value`` is nested at most 254 deep: orjson
+    wrote it)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Enum):
+        return _finite(value.value)
+    if isinstance(value, dict):
+        return all(_finite(child) for child in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite(child) for child in value)
+    return True
 
 
 def _invalid(message: str) -> InvalidRequestError:
@@ -264,7 +335,7 @@ class Request:
         return view
 
 
-def parse_request(data: object, now: datetime | None = None) -> Request:
+def parse_request(data: object, now: datetime | None = None, *, read: bool = True) -> Request:
     """Validate a request against spec §4 and normalise it.
 
     Args:
@@ -278,7 +349,13 @@ def parse_request(data: object, now: datetime | None = None) -> Request:
     Raises:
         InvalidRequestError: the request breaks §4 (with a message saying where), or
             ``now`` is not a timezone-aware datetime.
+
+    A request holding Python values with a JSON form (a tuple, a UUID, an enum member, an
+    ``orjson.Fragment``) is read as its JSON document: see :func:`as_document`
+    (``read=False``: ``data`` was read so already).
     """
+    if read:
+        data = as_document(data)
     if not isinstance(data, Mapping):
         raise _invalid(f"a request must be a JSON object, not a {_json_kind(data)}")
     for key in data:

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from aegis.engine.errors import AuditError
+from aegis.engine.request import as_document
 
 __all__ = [
     "DEFAULT_SENSITIVE_KEYS",
@@ -485,6 +486,11 @@ def _decision_mapping(decision: Any) -> Mapping[str, Any]:
     raise AuditError("audit decision must be a mapping or have a `to_dict()` method")
 
 
+def _as_request_document(request: Mapping[str, Any]) -> Mapping[str, Any]:
+    document = as_document(request)
+    return document if isinstance(document, Mapping) else request
+
+
 def decision_record(
     decision: Any,
     request: Mapping[str, Any],
@@ -523,7 +529,8 @@ def decision_record(
         chain=chain,
         kind="decision",
         policy_version=None if version is None else str(version),
-        request=(masker or _DEFAULT_MASKER).mask(request),
+        # the request as the engine read it: its JSON document (see as_document)
+        request=(masker or _DEFAULT_MASKER).mask(_as_request_document(request)),
         decision=str(d.get("decision")),
         allow=tuple(_text(str(x)) for x in d.get("allow", ())),
         deny=tuple(_text(str(x)) for x in d.get("deny", ())),

@@ -19,8 +19,8 @@ How the engine uses a cache (the contract the engine keeps, see ``docs/caching.m
    counted, and the request is evaluated without the cache: a cache failure never changes a
    decision;
 5. in front of all this, the engine keeps a *near cache* (``_near.NearCache``): the request's
-   exact ``marshal`` bytes to the decision, for validated requests decided without errors and
-   without depending on the clock, with the same TTL; a hit skips steps 1-3.
+   JSON text (as ``orjson`` writes it) to the decision, for validated requests decided
+   without errors and without depending on the clock, with the same TTL; a hit skips 1-3.
 
 Usage::
 

@@ -1,18 +1,22 @@
-"""The near cache: an in-process map from a request's exact bytes to its decision.
+"""The near cache: an in-process map from a request's JSON text to its decision.
 
 An L1 in front of any :class:`~aegis.engine.cache.DecisionCache` (the L2). The L2 key is a
 projection hashed with SHA-256 (CACHE-1), which needs the request validated and walked first;
-the near cache skips all of that for a request seen before, byte for byte:
+the near cache skips all of that for a request seen before, as the same JSON text:
 
-* the key is ``marshal.dumps(request, 2)``. ``marshal`` checks exact types (``dict list str
-  int float bool None`` and a few others; a subclass or any other object raises
-  ``ValueError``) and writes a type tag before every value, so equal bytes mean equal values
-  of identical exact types, in the same key order: ``True`` and ``1``, ``1`` and ``1.0``,
-  ``0.0`` and ``-0.0``, a list and a tuple all write differently. Version 2 never writes
-  back-references, so the bytes do not depend on which objects are shared or interned;
+* the key is the request's JSON document as ``orjson`` writes it
+  (:func:`~aegis.engine.request.write_document`): exact types matter (``true`` and ``1``,
+  ``1`` and ``1.0``, ``0.0`` and ``-0.0`` all write differently), key order too, and a value
+  of a subclass, a ``Decimal``, a non-``dict`` mapping, a datetime or a cycle has no key;
+* equal text means the same request: every path of the engine reads a request that is not
+  plain JSON as that same document (:func:`~aegis.engine.request.as_document`: a tuple as an
+  array, a UUID as its string, an enum member as its value, an ``orjson.Fragment`` as the
+  text it holds). The one value written as something it is not, a NaN or infinite float
+  (``orjson`` writes ``null``; the engine rejects it), cannot hit: a key holding ``null`` is
+  never put;
 * an entry is only put by the engine, for a request it validated (spec §4 and its schema) and
   decided without errors (CACHE-1), and only when the decision cannot depend on the clock.
-  Same bytes then mean the same verdict: the engine and its decisions are immutable;
+  Same text then means the same verdict: the engine and its decisions are immutable;
 * entries live ``ttl`` seconds at most (the L2's TTL, at most 60 s, CACHE-1) on a monotonic
   clock, and the map is bounded in entries and in key bytes (oldest put evicted first).
 
@@ -23,13 +27,15 @@ and evictions take one. The engine calls :attr:`NearCache.lookup` directly on it
 from __future__ import annotations
 
 import itertools
-import marshal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from aegis.engine.decision import Decision
+from aegis.engine.request import write_document
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -45,22 +51,18 @@ DEFAULT_MAX_ENTRIES = 65_536
 """The most requests a near cache holds."""
 
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
-"""The most key bytes (the requests' ``marshal`` form) a near cache holds in total."""
+"""The most key bytes (the requests' JSON text) a near cache holds in total."""
 
 MAX_KEY_BYTES = 16 * 1024
 """A request whose key is longer is never near-cached (its evaluation dwarfs the saving)."""
 
-_dumps: Callable[[Any, int], bytes] = marshal.dumps  # typeshed: only marshallables
 _monotonic = time.monotonic  # the default clock, looked up when a cache is built (tests patch it)
 
 
 def near_key(request: Any) -> bytes | None:
-    """The near-cache key of ``request``, or ``None`` if it has none (a type ``marshal``
-    refuses: a ``Mapping`` that is not a ``dict``, a subclass, a ``Decimal``, a cycle)."""
-    try:
-        return _dumps(request, 2)
-    except ValueError:
-        return None
+    """The near-cache key of ``request``: its JSON text, or ``None`` if it has none (see
+    :func:`~aegis.engine.request.write_document`)."""
+    return write_document(request)
 
 
 class NearCache:
@@ -131,11 +133,14 @@ class NearCache:
     def put(self, key: bytes, decision: Decision) -> None:
         """Hold ``decision`` under ``key`` for the TTL, evicting the oldest entries as needed.
 
-        The caller guarantees the near-cache rule: ``key`` is the bytes of a request the engine
-        validated, ``decision`` has no errors and does not depend on the clock.
+        The caller guarantees the near-cache rule: ``key`` is the text of a request the engine
+        validated, ``decision`` has no errors and does not depend on the clock. A key longer
+        than :data:`MAX_KEY_BYTES`, or holding ``null`` anywhere (see the module docstring),
+        is not held.
         """
         size = len(key)
-        if size > MAX_KEY_BYTES:
+        if size > MAX_KEY_BYTES or b"null" in key:
+            # ``null`` may stand for a NaN or an infinity, which no valid request holds
             return
         expires = self.clock() + self._ttl
         entries = self.entries
@@ -168,7 +173,12 @@ def reads_clock(reads: Any) -> bool:
     return any(path and path[0] == "time" for path in reads)
 
 
-def carries_time(request: Mapping[str, Any]) -> bool:
-    """Whether a (validated) request fixes its own instant with ``context.time``."""
-    context = request.get("context")
+def carries_time(request: Any, key: bytes) -> bool:
+    """Whether a validated request, whose near-cache key is ``key``, fixes its own instant
+    with ``context.time`` (a disguised request is looked at as its document, the key)."""
+    context = request.get("context") if type(request) is dict else None
+    if type(context) is dict:
+        return "time" in context  # a key cannot be hidden in a fragment, only added
+    document = orjson.loads(key)
+    context = document.get("context") if type(document) is dict else None
     return type(context) is dict and "time" in context

@@ -1,25 +1,32 @@
-"""The engine's near cache: an in-process L1 from a request's exact bytes to its decision.
+"""The engine's near cache: an in-process L1 from a request's JSON text to its decision.
 
-What is checked: the ``marshal`` key tells apart every pair of values Python equates but the
-engine may not (``True``/``1``, ``1``/``1.0``, ``-0.0``/``0.0``, list/tuple) and refuses what it
-cannot key; only validated, clean, clock-independent decisions enter (CACHE-1); entries expire
-with the cache's TTL and the map stays bounded; hits are counted exactly and audited; a broken
-or lying L2 never reaches it (CACHE-2); it is safe under threads.
+What is checked: the key (the text ``orjson`` writes) tells apart every pair of values Python
+equates but the engine may not (``True``/``1``, ``1``/``1.0``, ``-0.0``/``0.0``) and refuses
+what it cannot write; values written alike (a tuple and a list, a UUID and its string, an enum
+member and its value, a fragment and its text) are read alike on every path, and a NaN, which
+``orjson`` writes as ``null``, never meets a ``null``'s decision; only validated, clean,
+clock-independent decisions enter (CACHE-1); entries expire with the cache's TTL and the map
+stays bounded; hits are counted exactly and audited; a broken or lying L2 never reaches it
+(CACHE-2); it is safe under threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import marshal
+import math
 import sys
 import threading
+import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import Enum, IntEnum
 from types import MappingProxyType
 from typing import Any
 
+import orjson
 import pytest
 
 import aegis.engine.cache._near as near_module
@@ -101,19 +108,19 @@ class FakeWallClock(datetime):
         (False, 0),
         (1, 1.0),
         (0.0, -0.0),
-        ([1, 2], (1, 2)),
+        (1e16, 10**16),
         ({"a": 1, "b": 2}, {"b": 2, "a": 1}),  # equal dicts, other order: only a miss
         ("1", 1),
         (None, 0),
         ({"x": [True]}, {"x": [1]}),
     ],
 )
-def test_marshal_keys_differ_for_values_python_may_equate(left: Any, right: Any) -> None:
+def test_keys_differ_for_values_python_may_equate(left: Any, right: Any) -> None:
     assert near_key(left) != near_key(right)
     assert near_key(request(action=left)) != near_key(request(action=right))
 
 
-def test_marshal_keys_do_not_depend_on_sharing_or_interning() -> None:
+def test_keys_do_not_depend_on_sharing_or_interning() -> None:
     built = "".join(["res", "tart_pod"])
     assert built is not sys.intern("restart_pod")
     shared_roles = ["sre"]
@@ -132,6 +139,11 @@ class Number(int):
     pass
 
 
+@dataclass
+class Point:
+    x: int
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -141,14 +153,17 @@ class Number(int):
         OrderedDict(a=1),
         MappingProxyType({"a": 1}),
         datetime(2026, 1, 1, tzinfo=UTC),
+        Point(1),
+        b"pod",
+        2**64,
+        "\ud800",
+        {1: "a"},
         object(),
     ],
 )
-def test_marshal_refuses_subclasses_and_foreign_types(value: Any) -> None:
+def test_values_orjson_does_not_write_as_json_have_no_key(value: Any) -> None:
     assert near_key(value) is None
     assert near_key(request(resource={"kind": value})) is None
-    with pytest.raises(ValueError, match="unmarshallable"):
-        marshal.dumps(value, 2)
 
 
 def test_cycles_and_deep_nesting_have_no_key() -> None:
@@ -174,14 +189,123 @@ def test_foreign_types_take_the_full_path_every_time() -> None:
     assert subject.stats.cache_hits == 2  # answered by the L2 (keyed on the projection)
 
 
-def test_bytes_like_values_key_alike_but_are_never_valid() -> None:
-    # marshal writes any buffer as bytes: safe only because no request holding one is valid
-    assert near_key(b"pod") == near_key(bytearray(b"pod"))
+def test_bytes_like_values_have_no_key_and_are_never_valid() -> None:
     subject = engine()
     for value in (b"pod", bytearray(b"pod"), memoryview(b"pod")):
-        with pytest.raises(InvalidRequestError):
-            subject.evaluate(request(resource={"kind": value, "namespace": "x"}))
+        for _ in range(2):
+            with pytest.raises(InvalidRequestError):
+                subject.evaluate(request(resource={"kind": value, "namespace": "x"}))
     assert len(near_of(subject)) == 0
+
+
+# --------------------------------------------------------------------------- documents
+
+
+class Role(Enum):
+    SRE = "sre"
+
+
+class Action(str, Enum):  # noqa: UP042 (a mixin: str() is "Action.RESTART", not its value)
+    RESTART = "restart_pod"
+
+
+class Replicas(IntEnum):
+    THREE = 3
+
+
+def _disguises() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    uid = uuid.UUID("5f0c6a8e-9a55-4c6b-9d43-2b0e8f6f1a10")
+    plain = request(principal={"id": str(uid), "roles": ["sre"]})
+    plain["resource"]["replicas"] = 3
+    return [
+        (plain, {**plain, "principal": {"id": uid, "roles": ("sre",)}}),
+        (plain, {**plain, "principal": {"id": str(uid), "roles": [Role.SRE]}}),
+        (plain, {**plain, "action": Action.RESTART}),
+        (plain, {**plain, "resource": {**plain["resource"], "replicas": Replicas.THREE}}),
+        (plain, {**plain, "resource": orjson.Fragment(orjson.dumps(plain["resource"]))}),
+        (
+            plain,  # a fragment spliced across two keys: the document is what counts
+            {
+                **plain,
+                "resource": {
+                    "kind": orjson.Fragment(b'"pod","namespace":"staging"'),
+                    "replicas": 3,
+                },
+            },
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("plain", "disguised"), _disguises())
+def test_python_values_with_a_json_form_are_read_as_their_document(
+    plain: dict[str, Any], disguised: dict[str, Any]
+) -> None:
+    assert near_key(disguised) == near_key(plain)
+    uncached = engine(cache=None)
+    assert uncached.evaluate(disguised) == uncached.evaluate(plain)
+    assert request_module.parse_request(disguised) == request_module.parse_request(plain)
+    subject = engine()
+    first = subject.evaluate(disguised)  # put by the disguise, hit by the plain request
+    assert subject.evaluate(plain) == first == uncached.evaluate(plain)
+    assert subject.stats.cache_hits == 1
+
+
+def test_a_mixin_enum_is_read_as_its_value_not_as_its_str() -> None:
+    assert str(Action.RESTART) != "restart_pod"
+    assert (
+        PolicyEngine.from_texts({"p.aegis": TIMELESS})
+        .evaluate(request(action=Action.RESTART))
+        .allowed
+    )
+
+
+@pytest.mark.parametrize("poison", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_number_never_meets_the_decision_of_a_null(poison: float) -> None:
+    subject, uncached = engine(), engine(cache=None)
+    with_null = request(resource={"kind": "pod", "namespace": "staging", "note": None})
+    poisoned = request(resource={"kind": "pod", "namespace": "staging", "note": poison})
+    assert near_key(with_null) == near_key(poisoned)  # orjson writes both as null
+    for _ in range(2):
+        assert subject.evaluate(with_null) == uncached.evaluate(with_null)
+        for engine_ in (subject, uncached):
+            with pytest.raises(InvalidRequestError, match="not a finite number"):
+                engine_.evaluate(poisoned)
+    hidden = Enum("Hidden", {"X": poison}).X  # a NaN inside an enum member
+    with pytest.raises(InvalidRequestError):
+        subject.evaluate(request(resource={"kind": "pod", "note": hidden}))
+    assert len(near_of(subject)) == 0  # a key holding null is never put
+
+
+@pytest.mark.parametrize("broken", [b"", b"{", b'"pod"}', b"NaN", b'"a" "b"'])
+def test_a_fragment_that_is_not_json_is_invalid_on_every_path(broken: bytes) -> None:
+    subject, uncached = engine(), engine(cache=None)
+    bad = request(resource={"kind": orjson.Fragment(broken), "namespace": "staging"})
+    for _ in range(2):
+        for engine_ in (subject, uncached):
+            with pytest.raises(InvalidRequestError):
+                engine_.evaluate(bad)
+    assert len(near_of(subject)) == 0
+
+
+def test_a_disguised_request_is_checked_against_the_schema_as_its_document() -> None:
+    subject = engine(TIMELESS, schema=parse_schema(SCHEMA))
+    disguised = request(action=Action.RESTART, principal={"id": "a", "roles": (Role.SRE,)})
+    assert subject.evaluate(disguised).allowed
+    assert subject.evaluate(disguised).allowed  # from the near cache
+    with pytest.raises(InvalidRequestError, match="schema"):
+        subject.evaluate(request(principal={"id": uuid.uuid4(), "roles": 7}))
+
+
+def test_a_disguised_request_is_audited_as_its_document() -> None:
+    sink = MemoryAuditSink()
+    subject = engine(audit=sink)
+    uid = uuid.uuid4()
+    subject.evaluate(request(principal={"id": uid, "roles": (Role.SRE,)}))
+    subject.evaluate(request(principal={"id": uid, "roles": (Role.SRE,)}))  # a near hit
+    records = sink.records("decisions")
+    assert len(records) == 2
+    for record in records:
+        assert record.request["principal"] == {"id": str(uid), "roles": ["sre"]}
 
 
 # --------------------------------------------------------------------------- what enters
