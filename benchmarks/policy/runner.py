@@ -11,11 +11,13 @@ For each size N the workload is generated once; then:
    (:class:`DecisionMismatch`) before anything is timed. An engine whose cross-check would
    take longer than ``max_check_seconds`` (projected from its first 20 decisions) is
    skipped at that size, and the table says so;
-3. **timing, interleaved** — the engines still loaded are timed in rounds of about 50 ms
-   each, round-robin, so that a burst of load from other processes on a shared machine
-   hits every engine alike. Each decision is timed alone with two clocks: the thread's CPU
-   time (``CLOCK_THREAD_CPUTIME_ID``: what the decision costs, unaffected by waiting for a
-   CPU) and wall time; the clocks' own cost, calibrated, is subtracted. Median, p99 and
+3. **timing, interleaved** — the engines still loaded are timed round-robin, in rounds of
+   at most about 50 ms each and at least :data:`MIN_ROUNDS` rounds per engine, so that a
+   burst of load from other processes on a shared machine hits every engine alike (a fast
+   engine's samples are spread over the whole timing, not taken in one 2 ms stretch). Each
+   decision is timed alone with two clocks: the thread's CPU time
+   (``CLOCK_THREAD_CPUTIME_ID``: what the decision costs, unaffected by waiting for a CPU)
+   and wall time; the clocks' own cost, calibrated, is subtracted. Median, p99 and
    decisions per second on one thread (``1 / mean``) are computed from CPU time; the wall
    median is reported beside them. Fast engines get ``max_samples`` decisions (cycling over
    the stream), slow ones as many as fit in ``time_budget`` seconds, at least
@@ -37,6 +39,9 @@ from typing import Any
 
 from benchmarks.policy.engines import ADAPTERS, Adapter
 from benchmarks.policy.workload import Workload, expected_decision, generate
+
+MIN_ROUNDS = 25
+"""Each engine's samples are taken in at least this many interleaved rounds."""
 
 
 class DecisionMismatch(RuntimeError):
@@ -165,7 +170,7 @@ def _load_and_check(
         target = max_samples
     else:
         target = max(min_samples, min(max_samples, int(time_budget / per_decision)))
-    chunk = max(1, min(target, int(0.05 / per_decision)))
+    chunk = max(1, min(-(-target // MIN_ROUNDS), int(0.05 / per_decision)))
     return result, _Live(adapter, result, prepared, target, chunk)
 
 
