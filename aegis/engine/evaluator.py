@@ -453,8 +453,8 @@ class PolicyEngine:
     def _decide(
         self, request: Mapping[str, Any], now: datetime | None, near_key: bytes | None = None
     ) -> Decision:
-        """Decide on the full path; ``near_key`` (the request's bytes, taken before) lets the
-        decision into the near cache when the near-cache rule allows it."""
+        """Decide on the full path; ``near_key`` (the request's JSON text, taken before) lets
+        the decision into the near cache when the near-cache rule allows it."""
         if self._schema is not None:
             document = as_document(request)  # the request as every path reads it
             parse_request(document, now=now, read=False)  # spec §4 first: invalid is not judged
