@@ -11,17 +11,19 @@ For each size N the workload is generated once; then:
    (:class:`DecisionMismatch`) before anything is timed. An engine whose cross-check would
    take longer than ``max_check_seconds`` (projected from its first 20 decisions) is
    skipped at that size, and the table says so;
-3. **timing, interleaved** — the engines still loaded are timed round-robin, in rounds of
-   at most about 50 ms each and at least :data:`MIN_ROUNDS` rounds per engine, so that a
-   burst of load from other processes on a shared machine hits every engine alike (a fast
-   engine's samples are spread over the whole timing, not taken in one 2 ms stretch). Each
-   decision is timed alone with two clocks: the thread's CPU time
-   (``CLOCK_THREAD_CPUTIME_ID``: what the decision costs, unaffected by waiting for a CPU)
-   and wall time; the clocks' own cost, calibrated, is subtracted. Median, p99 and
-   decisions per second on one thread (``1 / mean``) are computed from CPU time; the wall
-   median is reported beside them. Fast engines get ``max_samples`` decisions (cycling over
-   the stream), slow ones as many as fit in ``time_budget`` seconds, at least
-   ``min_samples``. The timed decisions are checked again;
+3. **timing, interleaved** — once every size is loaded and checked, every engine at every
+   size is timed round-robin, in rounds of at most about 50 ms per engine and at least
+   :data:`MIN_ROUNDS` rounds each, so that a slow spell of a shared machine hits every
+   engine and every size alike (a fast engine's samples are spread over the whole timing,
+   not taken in one 2 ms stretch, and ratios across sizes are not ratios across phases).
+   The order rotates from round to round, and each engine's turn starts with a few untimed
+   decisions, which warm it again. Each decision is timed alone with two clocks: the
+   thread's CPU time (``CLOCK_THREAD_CPUTIME_ID``: what the decision costs, unaffected by
+   waiting for a CPU) and wall time; the clocks' own cost, calibrated, is subtracted.
+   Median, p99 and decisions per second on one thread (``1 / mean``) are computed from CPU
+   time; the wall median is reported beside them. Fast engines get ``max_samples``
+   decisions (cycling over the stream), slow ones as many as fit in ``time_budget``
+   seconds, at least ``min_samples``. The timed decisions are checked again;
 4. **memory** — for loads under ``heap_limit_s``, a second load under ``tracemalloc`` gives
    the Python heap the engine keeps (Cedar, Rego and Oso allocate mostly outside Python).
 """
@@ -80,8 +82,13 @@ class _Live:
     adapter: Adapter
     result: Measurement
     prepared: list[Any]
+    expected: Sequence[bool]
     target: int
     chunk: int
+    rewarm: int
+    """Untimed decisions at the start of each round: the engine's code and data are cold
+    after the other engines' rounds, and that first-decision cost would otherwise land in
+    the p99 once per round."""
     cpu: list[int] = field(default_factory=list)
     wall: list[int] = field(default_factory=list)
 
@@ -171,23 +178,35 @@ def _load_and_check(
     else:
         target = max(min_samples, min(max_samples, int(time_budget / per_decision)))
     chunk = max(1, min(-(-target // MIN_ROUNDS), int(0.05 / per_decision)))
-    return result, _Live(adapter, result, prepared, target, chunk)
+    rewarm = max(1, min(20, int(0.001 / per_decision)))
+    return result, _Live(adapter, result, prepared, expected, target, chunk, rewarm)
 
 
-def _time_interleaved(
-    live: list[_Live], expected: Sequence[bool], n_rules: int, log: Callable[[str], None]
-) -> None:
+def _time_interleaved(live: list[_Live], log: Callable[[str], None]) -> None:
+    warmed_at: dict[int, float] = {}
     for item in live:
         item.adapter.warm(item.prepared)
+        warmed_at[id(item)] = time.monotonic()
     cpu_overhead, wall_overhead = _clock_overheads()
     wall_clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     gc.collect()
     pending = list(live)
+    rounds = 0
     while pending:
-        for item in pending:
+        # each round starts with the next engine: no engine always follows the same one
+        # (the first engine after the native peers would otherwise always find its code cold)
+        turn = rounds % len(pending)
+        rounds += 1
+        for item in pending[turn:] + pending[:turn]:
             decide = item.adapter.decide
+            every = item.adapter.warm_every
+            if every is not None and time.monotonic() - warmed_at[id(item)] > every:
+                item.adapter.warm(item.prepared)
+                warmed_at[id(item)] = time.monotonic()
             n = len(item.prepared)
             start = len(item.cpu)
+            for i in range(start - item.rewarm, start):  # untimed: warm the engine again
+                decide(item.prepared[i % n])
             for i in range(start, min(item.target, start + item.chunk)):
                 request = item.prepared[i % n]
                 w0 = wall_clock()
@@ -195,8 +214,10 @@ def _time_interleaved(
                 got = decide(request)
                 c1 = cpu_clock()
                 w1 = wall_clock()
-                if got is not expected[i % n]:
-                    raise DecisionMismatch(f"{item.adapter.name} at N={n_rules}: timed #{i}")
+                if got is not item.expected[i % n]:
+                    raise DecisionMismatch(
+                        f"{item.adapter.name} at N={item.result.n_rules}: timed #{i}"
+                    )
                 item.cpu.append(max(0, c1 - c0 - cpu_overhead))
                 item.wall.append(max(0, w1 - w0 - wall_overhead))
         pending = [item for item in pending if len(item.cpu) < item.target]
@@ -214,7 +235,7 @@ def _time_interleaved(
         if remark:
             result.note = f"{result.note}; {remark}" if result.note else remark
         log(
-            f"  {result.engine}: median {result.median_us:.1f} us CPU "
+            f"  {result.engine} at N={result.n_rules:,}: median {result.median_us:.1f} us CPU "
             f"({result.wall_median_us:.1f} us wall), p99 {result.p99_us:.1f} us, "
             f"{result.samples} decisions"
         )
@@ -254,13 +275,13 @@ def run(
     """
     results: list[Measurement] = []
     warmed: set[object] = set()
+    live: list[tuple[_Live, Workload]] = []
     for n in sizes:
         log(f"N = {n:,} rules: generating the workload ({n_requests} requests)")
         workload = generate(n, n_requests, seed=seed)
         expected = [expected_decision(workload, r) for r in workload.requests]
         allowed = sum(expected)
         log(f"  oracle: {allowed} ALLOW / {len(expected) - allowed} DENY")
-        live: list[_Live] = []
         for make in adapters:
             adapter = make()
             try:
@@ -284,11 +305,14 @@ def run(
                 continue
             results.append(result)
             if item is not None:
-                live.append(item)
-        _time_interleaved(live, expected, n, log)
-        for item in live:
-            load_s = item.result.load_s or 0.0
-            if load_s <= heap_limit_s:
-                item.result.heap_mb = _heap(item.adapter, workload)
-            item.adapter.close()
+                live.append((item, workload))
+    # every engine at every size is timed in the same rounds: a slow spell of a shared
+    # machine then hits every size alike, and ratios across sizes stay within one phase
+    log("timing every engine at every size, interleaved")
+    _time_interleaved([item for item, _ in live], log)
+    for item, workload in live:
+        load_s = item.result.load_s or 0.0
+        if load_s <= heap_limit_s:
+            item.result.heap_mb = _heap(item.adapter, workload)
+        item.adapter.close()
     return results
