@@ -454,7 +454,12 @@ class PolicyEngine:
         self, request: Mapping[str, Any], now: datetime | None, near_key: bytes | None = None
     ) -> Decision:
         """Decide on the full path; ``near_key`` (the request's JSON text, taken before) lets
-        the decision into the near cache when the near-cache rule allows it."""
+        the decision into the near cache when the near-cache rule allows it, and is looked up
+        first among the near cache's keys holding ``null``."""
+        if near_key is not None and b"null" in near_key and self._near is not None:
+            held = self._near.get_guarded(near_key, request)
+            if held is not None:
+                return held
         if self._schema is not None:
             document = as_document(request)  # the request as every path reads it
             parse_request(document, now=now, read=False)  # spec §4 first: invalid is not judged

@@ -42,6 +42,7 @@ __all__ = [
     "TIME_ATTRIBUTES",
     "Request",
     "as_document",
+    "finite",
     "parse_request",
     "parse_time",
     "time_view",
@@ -119,7 +120,7 @@ def as_document(data: object) -> object:
     (:func:`parse_request`) then accepts or rejects it as before.
     """
     text = write_document(data)
-    if text is None or (b"null" in text and not _finite(data)):
+    if text is None or (b"null" in text and not finite(data)):
         return data
     try:
         return orjson.loads(text)
@@ -127,17 +128,17 @@ def as_document(data: object) -> object:
         return data
 
 
-def _finite(value: object) -> bool:
-    """No float in ``value`` is NaN or infinite (``value`` is nested at most 254 deep: orjson
-    wrote it)."""
+def finite(value: object) -> bool:
+    """Whether no float in ``value`` (a request ``orjson`` wrote: nested at most 254 deep) is
+    NaN or infinite, enum members' values included; ``orjson`` writes those as ``null``."""
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, Enum):
-        return _finite(value.value)
+        return finite(value.value)
     if isinstance(value, dict):
-        return all(_finite(child) for child in value.values())
+        return all(finite(child) for child in value.values())
     if isinstance(value, list | tuple):
-        return all(_finite(child) for child in value)
+        return all(finite(child) for child in value)
     return True
 
 

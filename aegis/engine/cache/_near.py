@@ -13,7 +13,8 @@ the near cache skips all of that for a request seen before, as the same JSON tex
   array, a UUID as its string, an enum member as its value, an ``orjson.Fragment`` as the
   text it holds). The one value written as something it is not, a NaN or infinite float
   (``orjson`` writes ``null``; the engine rejects it), cannot hit: a key holding ``null`` is
-  never put;
+  put in a separate map, consulted off the hot path and only for a request checked to hold
+  no such number;
 * an entry is only put by the engine, for a request it validated (spec §4 and its schema) and
   decided without errors (CACHE-1), and only when the decision cannot depend on the clock.
   Same text then means the same verdict: the engine and its decisions are immutable;
@@ -35,7 +36,7 @@ from typing import Any
 import orjson
 
 from aegis.engine.decision import Decision
-from aegis.engine.request import write_document
+from aegis.engine.request import finite, write_document
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -66,19 +67,24 @@ def near_key(request: Any) -> bytes | None:
 
 
 class NearCache:
-    """A bounded, TTL-limited map from request bytes to decisions; see the module docstring.
+    """A bounded, TTL-limited map from request text to decisions; see the module docstring.
+
+    Keys holding ``null`` live in a second, smaller map (:attr:`guarded`), off the hot path:
+    ``orjson`` writes a NaN or an infinity as ``null`` too, so a hit there is taken only after
+    the request is checked to hold no such number (:meth:`get_guarded`).
 
     Args:
         ttl: seconds an entry lives (the engine passes its L2 TTL, ``0 < ttl <= 60``).
         timeless: the policy set reads no ``time`` path, so requests without
             ``context.time`` may be held too (see :func:`reads_clock`).
-        max_entries: the most entries held.
-        max_bytes: the most key bytes held in total.
+        max_entries: the most entries held (the guarded map holds at most an eighth more).
+        max_bytes: the most key bytes held in total (likewise).
         clock: monotonic seconds (default :func:`time.monotonic`), injectable for tests.
 
     Attributes:
-        entries: ``key -> (expires_at, decision)``, oldest put first. Read it without a lock;
-            write it only through :meth:`put`.
+        entries: ``key -> (expires_at, decision)`` for keys without ``null``, oldest put
+            first. Read it without a lock; write it only through :meth:`put`.
+        guarded: the same for keys holding ``null``; read it through :meth:`get_guarded`.
         lookup: ``entries.get``, bound once (one attribute lookup less per hit).
         hits: an ``itertools.count`` the engine advances on every hit (``next`` is atomic).
         clock: the clock.
@@ -94,6 +100,7 @@ class NearCache:
         "_ttl",
         "clock",
         "entries",
+        "guarded",
         "hits",
         "lookup",
         "timeless",
@@ -109,6 +116,7 @@ class NearCache:
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.entries: dict[bytes, tuple[float, Decision]] = {}
+        self.guarded: dict[bytes, tuple[float, Decision]] = {}
         self.lookup = self.entries.get
         self.hits = itertools.count()
         self.clock = clock if clock is not None else _monotonic
@@ -116,16 +124,26 @@ class NearCache:
         self._ttl = ttl
         self._max_entries = max_entries
         self._max_bytes = max_bytes
-        self._bytes = 0
+        self._bytes = {False: 0, True: 0}  # key bytes held, by "the key holds null"
         self._taken = 0
         self._lock = threading.Lock()
 
     def get(self, key: bytes | None) -> Decision | None:
-        """The live decision put under ``key`` (counted as a hit), or ``None``."""
+        """The live decision put under ``key`` (counted as a hit), or ``None``; keys holding
+        ``null`` are not looked up here (see :meth:`get_guarded`)."""
         if key is None:
             return None
         entry = self.entries.get(key)
         if entry is None or entry[0] <= self.clock():
+            return None
+        next(self.hits)
+        return entry[1]
+
+    def get_guarded(self, key: bytes, request: object) -> Decision | None:
+        """The live decision put under ``key``, a key holding ``null``, if ``request`` (whose
+        key it is) holds no NaN or infinity; counted as a hit. ``None`` otherwise."""
+        entry = self.guarded.get(key)
+        if entry is None or entry[0] <= self.clock() or not finite(request):
             return None
         next(self.hits)
         return entry[1]
@@ -135,25 +153,28 @@ class NearCache:
 
         The caller guarantees the near-cache rule: ``key`` is the text of a request the engine
         validated, ``decision`` has no errors and does not depend on the clock. A key longer
-        than :data:`MAX_KEY_BYTES`, or holding ``null`` anywhere (see the module docstring),
-        is not held.
+        than :data:`MAX_KEY_BYTES` is not held; a key holding ``null`` goes to
+        :attr:`guarded`.
         """
         size = len(key)
-        if size > MAX_KEY_BYTES or b"null" in key:
-            # ``null`` may stand for a NaN or an infinity, which no valid request holds
+        if size > MAX_KEY_BYTES:
             return
+        nulls = b"null" in key  # a NaN or an infinity is written so too: see get_guarded
+        entries = self.guarded if nulls else self.entries
+        most_entries = max(1, self._max_entries // 8) if nulls else self._max_entries
+        most_bytes = self._max_bytes // 8 if nulls else self._max_bytes
         expires = self.clock() + self._ttl
-        entries = self.entries
+        held = self._bytes
         with self._lock:
             # pop first, so that a renewed entry moves to the end (evicted last)
             if entries.pop(key, None) is not None:
-                self._bytes -= size
+                held[nulls] -= size
             entries[key] = (expires, decision)
-            self._bytes += size
-            while len(entries) > self._max_entries or self._bytes > self._max_bytes:
+            held[nulls] += size
+            while len(entries) > most_entries or held[nulls] > most_bytes:
                 oldest = next(iter(entries))
                 del entries[oldest]
-                self._bytes -= len(oldest)
+                held[nulls] -= len(oldest)
 
     def hit_count(self) -> int:
         """Hits so far (read without consuming a hit)."""
@@ -164,7 +185,7 @@ class NearCache:
         return value
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self.entries) + len(self.guarded)
 
 
 def reads_clock(reads: Any) -> bool:

@@ -272,8 +272,23 @@ def test_a_non_finite_number_never_meets_the_decision_of_a_null(poison: float) -
                 engine_.evaluate(poisoned)
     hidden = Enum("Hidden", {"X": poison}).X  # a NaN inside an enum member
     with pytest.raises(InvalidRequestError):
-        subject.evaluate(request(resource={"kind": "pod", "note": hidden}))
-    assert len(near_of(subject)) == 0  # a key holding null is never put
+        subject.evaluate(request(resource={"kind": "pod", "namespace": "staging", "note": hidden}))
+    near = near_of(subject)
+    assert (len(near.entries), len(near.guarded)) == (0, 1)  # the null request, off the hot path
+    assert subject.stats.cache_hits == 1  # its second call, from the guarded map
+
+
+def test_requests_holding_null_are_near_cached_off_the_hot_path() -> None:
+    subject, uncached = engine(), engine(cache=None)
+    with_null = request(resource={"kind": "pod", "namespace": "staging", "owner": None})
+    for _ in range(3):
+        assert subject.evaluate(with_null) == uncached.evaluate(with_null)
+    assert subject.evaluate_many([with_null]) == [uncached.evaluate(with_null)]
+    assert asyncio.run(subject.aevaluate(with_null)) == uncached.evaluate(with_null)
+    near = near_of(subject)
+    assert (len(near.entries), len(near.guarded)) == (0, 1)
+    stats = subject.stats
+    assert (stats.decisions, stats.cache_hits) == (5, 4)
 
 
 @pytest.mark.parametrize("broken", [b"", b"{", b'"pod"}', b"NaN", b'"a" "b"'])
@@ -525,7 +540,11 @@ def test_the_near_cache_is_bounded_in_entries_and_bytes() -> None:
     assert list(by_bytes.entries) == [b"y" * 600]  # the oldest went until it fitted
     by_bytes.put(b"z" * (MAX_KEY_BYTES + 1), decision)  # longer than any request we keep
     assert list(by_bytes.entries) == [b"y" * 600]
-    assert by_bytes._bytes == 600
+    assert by_bytes._bytes[False] == 600
+    for i in range(3):  # keys holding null: a separate map, an eighth of the bounds
+        by_bytes.put(b'{"n":null,"i":%d}' % i + b" " * 40, decision)
+    assert len(by_bytes.guarded) == 2  # 2 x 56 bytes fit in 125, 3 do not
+    assert list(by_bytes.entries) == [b"y" * 600]
 
 
 def test_the_engine_near_cache_never_holds_more_than_its_bound(
@@ -634,7 +653,7 @@ def test_eight_threads_racing_puts_and_evictions_never_raise() -> None:
         thread.join()
     assert errors == []
     assert len(near) <= 16
-    assert near._bytes == sum(len(k) for k in near.entries) <= 200
+    assert near._bytes[False] == sum(len(k) for k in near.entries) <= 200
 
 
 def test_hit_counts_are_exact_under_concurrent_reads() -> None:
