@@ -195,7 +195,7 @@ def markdown(results: Sequence[Measurement], info: dict[str, Any], settings: dic
         "keeps every engine's first pass over the stream (`first_pass_s`), where such "
         "deferred work shows. Engines are loaded and cross-checked one after the other, "
         "then every engine at every size is timed *interleaved* (round-robin rounds of at most "
-        "about 50 ms, at least 25 per engine, in an order that rotates every round, each turn "
+        "about 50 ms, at least 25 per engine, in an order shuffled every round, each turn "
         "after a few untimed decisions that warm the engine again), so that load from "
         "other processes hits every engine alike. Each decision is timed alone, by the "
         "thread's CPU time (what the decision costs; on a shared machine wall time also "

@@ -16,8 +16,9 @@ For each size N the workload is generated once; then:
    :data:`MIN_ROUNDS` rounds each, so that a slow spell of a shared machine hits every
    engine and every size alike (a fast engine's samples are spread over the whole timing,
    not taken in one 2 ms stretch, and ratios across sizes are not ratios across phases).
-   The order rotates from round to round, and each engine's turn starts with a few untimed
-   decisions, which warm it again. Each decision is timed alone with two clocks: the
+   The order is shuffled every round (so that no engine always follows the same one: an
+   engine after one that shares its code finds it warm), and each engine's turn starts with
+   a few untimed decisions, which warm it again. Each decision is timed alone with two clocks: the
    thread's CPU time (``CLOCK_THREAD_CPUTIME_ID``: what the decision costs, unaffected by
    waiting for a CPU) and wall time; the clocks' own cost, calibrated, is subtracted.
    Median, p99 and decisions per second on one thread (``1 / mean``) are computed from CPU
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import gc
 import os
+import random
 import statistics
 import time
 import tracemalloc
@@ -191,13 +193,13 @@ def _time_interleaved(live: list[_Live], log: Callable[[str], None]) -> None:
     wall_clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     gc.collect()
     pending = list(live)
-    rounds = 0
+    shuffle = random.Random(0).shuffle  # seeded: the same order in every run
     while pending:
-        # each round starts with the next engine: no engine always follows the same one
-        # (the first engine after the native peers would otherwise always find its code cold)
-        turn = rounds % len(pending)
-        rounds += 1
-        for item in pending[turn:] + pending[:turn]:
+        # a new order every round: no engine always follows the same one (an engine that
+        # follows one sharing its code finds it warm; one that follows a native peer, cold)
+        order = list(pending)
+        shuffle(order)
+        for item in order:
             decide = item.adapter.decide
             every = item.adapter.warm_every
             if every is not None and time.monotonic() - warmed_at[id(item)] > every:
