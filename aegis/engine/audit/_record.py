@@ -445,7 +445,33 @@ class Masker:
 
     def mask(self, value: Mapping[str, Any]) -> dict[str, Any]:
         """A masked, plain-JSON copy of ``value`` (the input is not modified)."""
+        if not self._exact and not self._wild:  # only key names decide: no paths to build
+            return _Json(self._mask_by_name(value))
         return _Json({_text(str(k)): self._mask(v, (_text(str(k)),)) for k, v in value.items()})
+
+    def _mask_by_name(self, value: Mapping[Any, Any]) -> dict[str, Any]:
+        """:meth:`_mask` of a mapping's items when no path is configured (the hot case)."""
+        sensitive = self._sensitive
+        out: dict[str, Any] = {}
+        for key, child in value.items():
+            name = key if type(key) is str and key.isascii() else _text(str(key))
+            out[name] = (
+                self.replacement(child) if name.lower() in sensitive else self._plain(child)
+            )
+        return out
+
+    def _plain(self, value: Any) -> Any:
+        """A plain-JSON copy of a value under a key that is not sensitive."""
+        t = type(value)
+        if t is str:
+            return value if value.isascii() else _text(value)
+        if t is int or t is bool or value is None:
+            return value
+        if isinstance(value, Mapping):
+            return self._mask_by_name(value)
+        if isinstance(value, list | tuple):
+            return [self._plain(v) for v in value]
+        return _scalar(value, "request")
 
     def _matches(self, path: tuple[str, ...]) -> bool:
         if path in self._exact:

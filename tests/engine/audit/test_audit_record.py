@@ -262,3 +262,29 @@ def test_decimal_numbers_from_json_parsing_are_recorded_as_numbers() -> None:
     assert rec.request == {"resource": {"replicas": 3, "cpu": 0.25, "big": 1000}}
     with pytest.raises(AuditError, match="finite"):
         event_record("e", {"x": Decimal("NaN")})
+
+
+_KEYS = st.sampled_from(["id", "Token", "password", "name", "é-key", "API_KEY", "labels", "x"])
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3)
+    | st.tuples(children)
+    | st.dictionaries(_KEYS | st.integers(0, 3), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(_KEYS, _VALUES, max_size=5), st.sampled_from([None, b"k" * 32]))
+@settings(max_examples=300, deadline=None)
+def test_AUD4_masking_by_key_name_alone_equals_the_general_path(
+    request: dict[str, Any], key: bytes | None
+) -> None:
+    # a configured path that matches nothing sends mask() down the general, path-building
+    # walk; without paths it takes the key-name walk: both must write the same record
+    def outcome(masker: Masker) -> Any:
+        try:
+            return canonical_json(masker.mask(request))
+        except AuditError as exc:  # an infinity: both must refuse it alike
+            return ("refused", str(exc))
+
+    assert outcome(Masker(key=key)) == outcome(Masker(["no.such.path"], key=key))
