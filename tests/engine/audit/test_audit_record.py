@@ -19,6 +19,7 @@ from aegis.engine.audit import (
     decision_record,
     event_record,
 )
+from aegis.engine.audit._record import _record_json
 from aegis.engine.decision import Decision, RuleError
 from aegis.engine.errors import AuditError
 
@@ -288,3 +289,42 @@ def test_AUD4_masking_by_key_name_alone_equals_the_general_path(
             return ("refused", str(exc))
 
     assert outcome(Masker(key=key)) == outcome(Masker(["no.such.path"], key=key))
+
+
+# --- the record's JSON through orjson must be json's, byte for byte (the hash depends on it)
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()  # beyond 64 bits too: orjson refuses, json writes
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.tuples(children, children)
+    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=16,
+)
+
+
+@given(st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=6))
+@settings(max_examples=500, deadline=None)
+def test_H12_a_records_json_through_orjson_is_jsons_byte_for_byte(body: dict[str, Any]) -> None:
+    assert _record_json(body) == canonical_json(body)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1e-05, -2.5e-310, 1e16, 123.0, [1, 2.5], {"a": [0, {"b": 1.5}]}, 2**64, {"k": 1}],
+)
+def test_H12_floats_and_big_integers_take_jsons_path(value: Any) -> None:
+    assert _record_json({"v": value}) == canonical_json({"v": value})
+
+
+def test_H12_every_code_point_is_escaped_alike() -> None:
+    points = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    for start in range(0, len(points), 65536):
+        text = "".join(points[start : start + 65536])
+        body = {text[:50]: text, "z": [text[::-1]]}
+        assert _record_json(body) == canonical_json(body)
+    for point in points[:0x3000]:  # one at a time too, where the escapes are
+        assert _record_json({point: point}) == canonical_json({point: point})
