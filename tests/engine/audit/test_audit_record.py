@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import aegis.engine.audit._record as record_module
 from aegis.engine.audit import (
     GENESIS_HASH,
     AuditRecordV1,
@@ -328,3 +329,14 @@ def test_H12_every_code_point_is_escaped_alike() -> None:
         assert _record_json(body) == canonical_json(body)
     for point in points[:0x3000]:  # one at a time too, where the escapes are
         assert _record_json({point: point}) == canonical_json({point: point})
+
+
+def test_H12_the_orjson_path_is_taken_here_and_skipped_when_orjson_disagrees(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert record_module._orjson_agrees()  # so the tests above exercise the orjson path
+    body = {"a": "x", "b": [1, None]}
+    monkeypatch.setattr(record_module.orjson, "dumps", lambda *_: b'{"forged":1}')
+    assert not record_module._orjson_agrees()
+    monkeypatch.setattr(record_module, "_ORJSON_AGREES", False)
+    assert _record_json(body) == canonical_json(body)
