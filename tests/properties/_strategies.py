@@ -11,6 +11,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from aegis.engine import InvalidRequestError, PolicyEngine
 from aegis.lang import ast
 
 ACTIONS = ["read", "write", "restart_pod", "scale"]
@@ -206,3 +207,12 @@ def index_requests(draw: st.DrawFn) -> dict[str, Any]:
             st.integers(-1, 25) | st.sampled_from([2.5, 3.0, True, "3", None])
         )
     return request
+
+
+def outcome(engine: PolicyEngine, request: Any) -> Any:
+    """``engine``'s decision on ``request``, or ``("invalid", message)``: what differential
+    properties compare, invalid requests included."""
+    try:
+        return engine.evaluate(request)
+    except InvalidRequestError as exc:
+        return ("invalid", str(exc))

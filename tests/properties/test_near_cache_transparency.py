@@ -12,12 +12,12 @@ from typing import Any
 from unittest import mock
 
 import orjson
-from _strategies import requests, rule_sets
+from _strategies import outcome, requests, rule_sets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aegis.engine.request as request_module
-from aegis.engine import InvalidRequestError, PolicyEngine
+from aegis.engine import PolicyEngine
 from aegis.engine.cache import MemoryDecisionCache
 from aegis.lang import ast, format_rule
 
@@ -51,12 +51,6 @@ def _engine_text(rules: list[ast.Rule], clock_rule: str) -> dict[str, str]:
     return {"p.aegis": "\n".join([*(format_rule(r) for r in rules), clock_rule])}
 
 
-def _outcome(engine: PolicyEngine, request: dict[str, Any]) -> Any:
-    try:
-        return engine.evaluate(request)
-    except InvalidRequestError as exc:
-        return ("invalid", str(exc))
-
 
 @given(
     rule_sets(max_size=5),
@@ -78,7 +72,7 @@ def test_near_cached_decisions_equal_uncached_ones_at_every_instant(
         for instant in instants:  # the same stream again, maybe at another instant
             WallClock.current = instant
             for req in stream:
-                assert _outcome(cached, req) == _outcome(plain, req)
+                assert outcome(cached, req) == outcome(plain, req)
     stats = cached.stats
     assert stats.decisions == plain.stats.decisions
     assert stats.cache_hits + stats.cache_misses == stats.decisions
@@ -151,8 +145,8 @@ def test_disguised_requests_are_their_documents_on_every_path(
         for original, twin, poisoned in pairs:
             order = (twin, original) if twin_first else (original, twin)
             for req in order:
-                assert _outcome(cached, req) == _outcome(plain, req)
+                assert outcome(cached, req) == outcome(plain, req)
             if poisoned:
-                assert _outcome(plain, twin)[0] == "invalid"
+                assert outcome(plain, twin)[0] == "invalid"
             else:
-                assert _outcome(plain, twin) == _outcome(plain, original)
+                assert outcome(plain, twin) == outcome(plain, original)

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _strategies import index_requests, large_rule_sets, requests
+from _strategies import index_requests, large_rule_sets, outcome, requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aegis.engine import InvalidRequestError, PolicyEngine, _snapshot
+from aegis.engine import PolicyEngine, _snapshot
 from aegis.lang import PolicySet, ast, load_texts
 from aegis.lang.formatter import format_rule, format_string
 
@@ -36,12 +36,6 @@ def _texts(rules: list[ast.Rule]) -> dict[str, str]:
     }
 
 
-def _decide(engine: PolicyEngine, request: Any) -> Any:
-    try:
-        return engine.evaluate(request)
-    except InvalidRequestError as exc:
-        return ("invalid", str(exc))
-
 
 @given(
     large_rule_sets(max_rules=300),
@@ -62,4 +56,4 @@ def test_restored_equals_compiled_on_generated_sets(
     restored = PolicyEngine.from_texts(texts, compiled_cache=directory)
     assert not isinstance(restored._compiled._source, PolicySet)
     for request in stream:
-        assert _decide(restored, request) == _decide(fresh, request)
+        assert outcome(restored, request) == outcome(fresh, request)
